@@ -1,0 +1,1 @@
+"""Instrumentors: one per SDK, each only translating SDK objects into recorder calls."""

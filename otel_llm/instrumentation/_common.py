@@ -1,0 +1,92 @@
+"""Helpers shared by the instrumentors: where a call went, and request parameters as attributes."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from .. import semconv as sc
+
+# Hosts whose provider is known; anything else keeps the instrumentor's default
+# (for the openai SDK that is "openai", as the semantic conventions advise) and
+# `server.address` tells where the call really went.
+_KNOWN_HOSTS = {
+    "api.openai.com": sc.PROVIDER_OPENAI,
+    "api.anthropic.com": sc.PROVIDER_ANTHROPIC,
+    "api.groq.com": "groq",
+    "api.deepseek.com": "deepseek",
+    "api.x.ai": "x_ai",
+    "api.mistral.ai": "mistral_ai",
+    "generativelanguage.googleapis.com": "gcp.gemini",
+    "api.perplexity.ai": "perplexity",
+}
+_KNOWN_SUFFIXES = {
+    ".openai.azure.com": sc.PROVIDER_AZURE_OPENAI,
+    ".cognitiveservices.azure.com": sc.PROVIDER_AZURE_OPENAI,
+    ".services.ai.azure.com": "azure.ai.inference",
+}
+_DEFAULT_PORTS = {"https": 443, "http": 80}
+
+
+def provider_overrides_from_env() -> dict[str, str]:
+    """``OTEL_LLM_PROVIDERS="vllm.internal=vllm,127.0.0.1:8000=local"`` -> {host[:port]: provider}."""
+    raw = os.environ.get(sc.ENV_PROVIDERS, "")
+    overrides = {}
+    for item in raw.split(","):
+        host, sep, provider = item.strip().partition("=")
+        if sep and host.strip() and provider.strip():
+            overrides[host.strip().lower()] = provider.strip()
+    return overrides
+
+
+def server_of(url: Any) -> tuple[str | None, int | None]:
+    """(host, port) of an httpx/httpx2 URL; the scheme's default port when none is given."""
+    host = url.host or None
+    port = url.port or _DEFAULT_PORTS.get(url.scheme)
+    return host, port
+
+
+def provider_for(host: str | None, port: int | None, default: str, overrides: Mapping[str, str]) -> str:
+    if not host:
+        return default
+    host = host.lower()
+    if overrides:
+        found = overrides.get(f"{host}:{port}") or overrides.get(host)
+        if found:
+            return found
+    found = _KNOWN_HOSTS.get(host)
+    if found:
+        return found
+    for suffix, provider in _KNOWN_SUFFIXES.items():
+        if host.endswith(suffix):
+            return provider
+    return default
+
+
+def given(value: Any) -> bool:
+    """False for None and the SDKs' NOT_GIVEN / Omit sentinels."""
+    return value is not None and type(value).__name__ not in ("NotGiven", "Omit")
+
+
+def request_attributes(kwargs: Mapping[str, Any], mapping: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+    """Copy the scalar request parameters named in ``mapping`` (kwarg -> attribute)."""
+    attributes: dict[str, Any] = {}
+    for kwarg, attribute in mapping:
+        value = kwargs.get(kwarg)
+        if value is None or not given(value):
+            continue
+        if isinstance(value, (bool, int, float, str)):
+            attributes[attribute] = value
+        elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            attributes[attribute] = list(value)
+    return attributes
+
+
+def get(obj: Any, name: str) -> Any:
+    """Attribute or key ``name`` of a response object (pydantic model or dict), else None."""
+    if obj is None:
+        return None
+    if isinstance(obj, Mapping):
+        return obj.get(name)
+    return getattr(obj, name, None)

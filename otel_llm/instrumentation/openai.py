@@ -1,0 +1,519 @@
+"""Instrumentation of the ``openai`` SDK (2.x on httpx, 3.x on httpx2).
+
+Patched with ``wrapt``: ``chat.completions.create``, ``embeddings.create`` and
+``responses.create``, sync and async, plain, streaming, ``with_raw_response``
+and ``with_streaming_response`` (those variants call the same ``create``).
+This module only translates the SDK's requests and responses into
+:class:`~otel_llm.recorder.LLMCall` calls.
+
+Entry point name ``otel_llm_openai`` (the official instrumentation is ``openai``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Collection
+from typing import Any
+
+import wrapt
+from opentelemetry import context as otel_context
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+from opentelemetry.instrumentation.utils import unwrap
+
+from .. import semconv as sc
+from ..recorder import LLMCall, Recorder, report_internal_error
+from ..streaming import AsyncStreamProxy, SyncStreamProxy
+from ._common import get, given, provider_for, provider_overrides_from_env, request_attributes, server_of
+
+_RAW_RESPONSE_HEADER = "X-Stainless-Raw-Response"
+
+_PATCHES = (
+    ("openai.resources.chat.completions.completions", "Completions.create", "chat", False),
+    ("openai.resources.chat.completions.completions", "AsyncCompletions.create", "chat", True),
+    ("openai.resources.embeddings", "Embeddings.create", "embeddings", False),
+    ("openai.resources.embeddings", "AsyncEmbeddings.create", "embeddings", True),
+    ("openai.resources.responses.responses", "Responses.create", "responses", False),
+    ("openai.resources.responses.responses", "AsyncResponses.create", "responses", True),
+)
+
+_CHAT_PARAMS = (
+    ("temperature", sc.REQUEST_TEMPERATURE),
+    ("top_p", sc.REQUEST_TOP_P),
+    ("max_tokens", sc.REQUEST_MAX_TOKENS),
+    ("max_completion_tokens", sc.REQUEST_MAX_TOKENS),
+    ("frequency_penalty", sc.REQUEST_FREQUENCY_PENALTY),
+    ("presence_penalty", sc.REQUEST_PRESENCE_PENALTY),
+    ("seed", sc.REQUEST_SEED),
+    ("service_tier", sc.OPENAI_REQUEST_SERVICE_TIER),
+)
+_RESPONSES_PARAMS = (
+    ("temperature", sc.REQUEST_TEMPERATURE),
+    ("top_p", sc.REQUEST_TOP_P),
+    ("max_output_tokens", sc.REQUEST_MAX_TOKENS),
+    ("service_tier", sc.OPENAI_REQUEST_SERVICE_TIER),
+)
+_EMBEDDINGS_PARAMS: tuple[tuple[str, str], ...] = ()
+
+
+class OpenAIInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+    """``OpenAIInstrumentor().instrument(tracer_provider=..., meter_provider=..., stream_usage=True)``.
+
+    ``stream_usage`` (default on; env ``OTEL_LLM_OPENAI_STREAM_USAGE=false`` turns it
+    off): ask for ``stream_options.include_usage`` on the caller's behalf and
+    hide the extra usage-only chunk, so streams report tokens and the caller
+    sees exactly the stream it asked for.
+    """
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return ("openai >= 2.0, < 4",)
+
+    def _instrument(self, **kwargs: Any) -> None:
+        recorder = kwargs.get("recorder") or Recorder(
+            tracer_provider=kwargs.get("tracer_provider"),
+            meter_provider=kwargs.get("meter_provider"),
+        )
+        stream_usage = kwargs.get("stream_usage")
+        if stream_usage is None:
+            stream_usage = os.environ.get(sc.ENV_STREAM_USAGE, "true").strip().lower() not in ("0", "false", "no", "off")
+        self.recorder = recorder
+        options = _Options(recorder, bool(stream_usage), provider_overrides_from_env())
+        for module, name, kind, is_async in _PATCHES:
+            wrapper = (_async_wrapper if is_async else _sync_wrapper)(options, kind)
+            wrapt.wrap_function_wrapper(module, name, wrapper)
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        import importlib
+
+        for module, name, _kind, _is_async in _PATCHES:
+            owner, method = name.split(".")
+            unwrap(getattr(importlib.import_module(module), owner), method)
+
+
+class _Options:
+    __slots__ = ("recorder", "stream_usage", "provider_overrides")
+
+    def __init__(self, recorder: Recorder, stream_usage: bool, provider_overrides: dict[str, str]) -> None:
+        self.recorder = recorder
+        self.stream_usage = stream_usage
+        self.provider_overrides = provider_overrides
+
+
+class _Plan:
+    """What one wrapped call needs after the request: the call, how to read results."""
+
+    __slots__ = ("call", "kwargs", "kind", "stream", "hide_usage", "raw", "finish_reasons", "capture")
+
+    def __init__(self, call: LLMCall, kwargs: dict[str, Any], kind: str, stream: bool, hide_usage: bool, raw: str | None):
+        self.call = call
+        self.kwargs = kwargs
+        self.kind = kind
+        self.stream = stream
+        self.hide_usage = hide_usage
+        self.raw = raw
+        self.finish_reasons: dict[int, str] = {}
+        self.capture = call.capture.enabled
+
+
+def _plan(options: _Options, kind: str, instance: Any, kwargs: dict[str, Any]) -> _Plan:
+    client = instance._client
+    host, port = server_of(client.base_url)
+    default_provider = sc.PROVIDER_OPENAI
+    if type(client).__name__ in ("AzureOpenAI", "AsyncAzureOpenAI"):
+        default_provider = sc.PROVIDER_AZURE_OPENAI
+    provider = provider_for(host, port, default_provider, options.provider_overrides)
+    model = kwargs.get("model")
+    model = model if isinstance(model, str) else None
+    stream = kwargs.get("stream") is True
+    raw = None
+    headers = kwargs.get("extra_headers")
+    if headers:
+        raw = headers.get(_RAW_RESPONSE_HEADER)
+    hide_usage = False
+
+    if kind == "chat":
+        operation = sc.OP_CHAT
+        attributes = request_attributes(kwargs, _CHAT_PARAMS)
+        attributes[sc.OPENAI_API_TYPE] = "chat_completions"
+        stop = kwargs.get("stop")
+        if isinstance(stop, str):
+            attributes[sc.REQUEST_STOP_SEQUENCES] = [stop]
+        elif isinstance(stop, (list, tuple)):
+            attributes[sc.REQUEST_STOP_SEQUENCES] = [str(s) for s in stop]
+        n = kwargs.get("n")
+        if isinstance(n, int) and n != 1:
+            attributes[sc.REQUEST_CHOICE_COUNT] = n
+        output_type = _output_type(kwargs.get("response_format"))
+        if output_type:
+            attributes[sc.OUTPUT_TYPE] = output_type
+        if stream and options.stream_usage:
+            stream_options = kwargs.get("stream_options")
+            stream_options = dict(stream_options) if given(stream_options) and stream_options else {}
+            if not stream_options.get("include_usage"):
+                kwargs = {**kwargs, "stream_options": {**stream_options, "include_usage": True}}
+                hide_usage = True
+    elif kind == "responses":
+        operation = sc.OP_CHAT
+        attributes = request_attributes(kwargs, _RESPONSES_PARAMS)
+        attributes[sc.OPENAI_API_TYPE] = "responses"
+        conversation = kwargs.get("conversation")
+        if isinstance(conversation, str):
+            attributes[sc.CONVERSATION_ID] = conversation
+    else:
+        operation = sc.OP_EMBEDDINGS
+        attributes = {}
+        encoding = kwargs.get("encoding_format")
+        if isinstance(encoding, str):
+            attributes[sc.REQUEST_ENCODING_FORMATS] = [encoding]
+
+    call = options.recorder.start_call(
+        operation, provider, model, server_address=host, server_port=port, stream=stream, attributes=attributes
+    )
+    plan = _Plan(call, kwargs, kind, stream, hide_usage, raw)
+    if plan.capture and kind == "chat":
+        _capture_chat_input(call, kwargs.get("messages"))
+    return plan
+
+
+def _output_type(response_format: Any) -> str | None:
+    kind = get(response_format, "type") if given(response_format) else None
+    if kind in ("json_object", "json_schema"):
+        return "json"
+    if kind == "text":
+        return "text"
+    return None
+
+
+# --- wrappers -------------------------------------------------------------------------------------
+
+
+def _sync_wrapper(options: _Options, kind: str) -> Callable[..., Any]:
+    def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: dict[str, Any]) -> Any:
+        try:
+            plan = _plan(options, kind, instance, kwargs)
+        except Exception:
+            report_internal_error(f"openai {kind} request")
+            return wrapped(*args, **kwargs)
+        token = otel_context.attach(plan.call.context)
+        try:
+            result = wrapped(*args, **plan.kwargs)
+        except BaseException as exc:
+            plan.call.fail(exc)
+            raise
+        finally:
+            otel_context.detach(token)
+        return _on_result(plan, result, is_async=False)
+
+    return wrapper
+
+
+def _async_wrapper(options: _Options, kind: str) -> Callable[..., Any]:
+    async def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: dict[str, Any]) -> Any:
+        try:
+            plan = _plan(options, kind, instance, kwargs)
+        except Exception:
+            report_internal_error(f"openai {kind} request")
+            return await wrapped(*args, **kwargs)
+        token = otel_context.attach(plan.call.context)
+        try:
+            result = await wrapped(*args, **plan.kwargs)
+        except BaseException as exc:
+            plan.call.fail(exc)
+            raise
+        finally:
+            otel_context.detach(token)
+        return _on_result(plan, result, is_async=True)
+
+    return wrapper
+
+
+def _on_result(plan: _Plan, result: Any, is_async: bool) -> Any:
+    """Record a returned object, or wrap it so that it finishes the call later."""
+    try:
+        if plan.raw == "stream":  # with_streaming_response: body not read yet
+            return (_AsyncRawResponse if is_async else _SyncRawResponse)(result, plan)
+        if plan.raw:  # with_raw_response: a LegacyAPIResponse with its body read
+            if plan.stream:
+                return _LegacyRawResponse(result, plan)
+            _record_parsed(plan, result.parse())
+            return result
+        if plan.stream:
+            return _wrap_stream(plan, result, is_async)
+        _record_parsed(plan, result)
+    except Exception:
+        report_internal_error(f"openai {plan.kind} response")
+        plan.call.end()
+    return result
+
+
+def _wrap_stream(plan: _Plan, stream: Any, is_async: bool) -> Any:
+    on_item = _chat_chunk_handler(plan) if plan.kind == "chat" else _responses_event_handler(plan)
+    return (AsyncStreamProxy if is_async else SyncStreamProxy)(stream, plan.call, on_item)
+
+
+def _record_parsed(plan: _Plan, parsed: Any) -> None:
+    """Record a parsed non-stream response (or a Stream from a raw response) and end the call."""
+    if plan.kind == "chat":
+        _record_chat_completion(plan, parsed)
+    elif plan.kind == "responses":
+        _record_response(plan.call, parsed)
+    else:
+        _record_embeddings(plan.call, parsed)
+    plan.call.end()
+
+
+class _LegacyRawResponse(wrapt.ObjectProxy):  # type: ignore[misc]
+    """``with_raw_response`` on a stream: ``parse()`` returns our stream proxy."""
+
+    def __init__(self, response: Any, plan: _Plan) -> None:
+        super().__init__(response)
+        self._self_plan = plan
+        self._self_stream: Any = None
+
+    def parse(self, *args: Any, **kwargs: Any) -> Any:
+        parsed = self.__wrapped__.parse(*args, **kwargs)
+        if args or kwargs:  # parsed to a type of the caller's choosing: nothing we can read
+            self._self_plan.call.end()
+            return parsed
+        if self._self_stream is None:
+            is_async = hasattr(parsed, "__anext__")
+            self._self_stream = _wrap_stream(self._self_plan, parsed, is_async)
+        return self._self_stream
+
+
+class _SyncRawResponse(wrapt.ObjectProxy):  # type: ignore[misc]
+    """``with_streaming_response``: finished by ``parse()`` or by ``close()`` (the context manager's exit)."""
+
+    def __init__(self, response: Any, plan: _Plan) -> None:
+        super().__init__(response)
+        self._self_plan = plan
+        self._self_stream: Any = None
+
+    def parse(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            parsed = self.__wrapped__.parse(*args, **kwargs)
+        except BaseException as exc:
+            self._self_plan.call.fail(exc)
+            raise
+        return _parsed_result(self, parsed, args or kwargs, is_async=False)
+
+    def close(self) -> None:
+        try:
+            self.__wrapped__.close()
+        finally:
+            self._self_plan.call.end()
+
+
+class _AsyncRawResponse(wrapt.ObjectProxy):  # type: ignore[misc]
+    def __init__(self, response: Any, plan: _Plan) -> None:
+        super().__init__(response)
+        self._self_plan = plan
+        self._self_stream: Any = None
+
+    async def parse(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            parsed = await self.__wrapped__.parse(*args, **kwargs)
+        except BaseException as exc:
+            self._self_plan.call.fail(exc)
+            raise
+        return _parsed_result(self, parsed, args or kwargs, is_async=True)
+
+    async def close(self) -> None:
+        try:
+            await self.__wrapped__.close()
+        finally:
+            self._self_plan.call.end()
+
+
+def _parsed_result(proxy: Any, parsed: Any, custom_type: Any, is_async: bool) -> Any:
+    plan = proxy._self_plan
+    try:
+        if custom_type:
+            plan.call.end()
+        elif plan.stream:
+            if proxy._self_stream is None:
+                proxy._self_stream = _wrap_stream(plan, parsed, is_async)
+            return proxy._self_stream
+        else:
+            _record_parsed(plan, parsed)
+    except Exception:
+        report_internal_error(f"openai {plan.kind} parse")
+        plan.call.end()
+    return parsed
+
+
+# --- chat completions -----------------------------------------------------------------------------
+
+
+def _record_chat_completion(plan: _Plan, completion: Any) -> None:
+    call = plan.call
+    choices = get(completion, "choices") or ()
+    reasons = [get(choice, "finish_reason") or "unknown" for choice in choices]
+    call.set_response(
+        model=get(completion, "model"),
+        response_id=get(completion, "id"),
+        finish_reasons=reasons,
+        attributes=_openai_response_attributes(completion),
+    )
+    _set_chat_usage(call, get(completion, "usage"))
+    if plan.capture:
+        call.set_content(output_messages=[_output_message(get(c, "message"), r) for c, r in zip(choices, reasons)])
+
+
+def _openai_response_attributes(obj: Any) -> dict[str, Any]:
+    attributes = {}
+    tier = get(obj, "service_tier")
+    if isinstance(tier, str):
+        attributes[sc.OPENAI_RESPONSE_SERVICE_TIER] = tier
+    fingerprint = get(obj, "system_fingerprint")
+    if isinstance(fingerprint, str):
+        attributes[sc.OPENAI_RESPONSE_SYSTEM_FINGERPRINT] = fingerprint
+    return attributes
+
+
+def _set_chat_usage(call: LLMCall, usage: Any) -> None:
+    if usage is None:
+        return
+    call.set_usage(
+        get(usage, "prompt_tokens"),
+        get(usage, "completion_tokens"),
+        cache_read_tokens=get(get(usage, "prompt_tokens_details"), "cached_tokens"),
+        reasoning_tokens=get(get(usage, "completion_tokens_details"), "reasoning_tokens"),
+    )
+
+
+def _chat_chunk_handler(plan: _Plan) -> Callable[[Any], bool]:
+    call = plan.call
+    seen_first = False
+    texts: dict[int, list[str]] = {}
+
+    def on_chunk(chunk: Any) -> bool:
+        nonlocal seen_first
+        if not seen_first:
+            seen_first = True
+            call.set_response(
+                model=chunk.model, response_id=chunk.id, attributes=_openai_response_attributes(chunk)
+            )
+        choices = chunk.choices
+        if choices:
+            call.chunk()
+            for choice in choices:
+                if plan.capture:
+                    content = getattr(choice.delta, "content", None) if choice.delta else None
+                    if content:
+                        texts.setdefault(choice.index, []).append(content)
+                if choice.finish_reason:
+                    plan.finish_reasons[choice.index] = choice.finish_reason
+                    call.set_response(finish_reasons=[plan.finish_reasons[i] for i in sorted(plan.finish_reasons)])
+                    if plan.capture:
+                        _set_streamed_output(plan, texts)
+        usage = chunk.usage
+        if usage is not None:
+            _set_chat_usage(call, usage)
+            return plan.hide_usage and not choices
+        return False
+
+    return on_chunk
+
+
+# --- responses API --------------------------------------------------------------------------------
+
+_RESPONSE_DONE_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
+
+def _record_response(call: LLMCall, response: Any) -> None:
+    status = get(response, "status")
+    if status == "completed":
+        reasons = ["stop"]
+    elif status == "incomplete":
+        reasons = [get(get(response, "incomplete_details"), "reason") or "incomplete"]
+    else:
+        reasons = [status] if isinstance(status, str) else []
+    call.set_response(
+        model=get(response, "model"),
+        response_id=get(response, "id"),
+        finish_reasons=reasons,
+        attributes=_openai_response_attributes(response),
+    )
+    usage = get(response, "usage")
+    if usage is not None:
+        call.set_usage(
+            get(usage, "input_tokens"),
+            get(usage, "output_tokens"),
+            cache_read_tokens=get(get(usage, "input_tokens_details"), "cached_tokens"),
+            reasoning_tokens=get(get(usage, "output_tokens_details"), "reasoning_tokens"),
+        )
+    if call.capture.on_span:
+        text = get(response, "output_text")
+        if isinstance(text, str):
+            call.set_content(
+                output_messages=[{"role": "assistant", "parts": [{"type": "text", "content": text}],
+                                  "finish_reason": reasons[0] if reasons else "unknown"}]
+            )
+
+
+def _responses_event_handler(plan: _Plan) -> Callable[[Any], bool]:
+    call = plan.call
+
+    def on_event(event: Any) -> bool:
+        kind = event.type
+        if kind.endswith(".delta"):
+            call.chunk()
+        elif kind in _RESPONSE_DONE_EVENTS:
+            _record_response(call, event.response)
+        return False
+
+    return on_event
+
+
+# --- embeddings -----------------------------------------------------------------------------------
+
+
+def _record_embeddings(call: LLMCall, response: Any) -> None:
+    call.set_response(model=get(response, "model"))
+    usage = get(response, "usage")
+    if usage is not None:
+        call.set_usage(get(usage, "prompt_tokens"))
+
+
+# --- opt-in content -------------------------------------------------------------------------------
+
+
+def _capture_chat_input(call: LLMCall, messages: Any) -> None:
+    if not isinstance(messages, (list, tuple)):
+        return
+    system, inputs = [], []
+    for message in messages:
+        role = get(message, "role")
+        parts = _text_parts(get(message, "content"))
+        if role in ("system", "developer"):
+            system.extend(parts)
+        else:
+            inputs.append({"role": role, "parts": parts})
+    call.set_content(input_messages=inputs, system_instructions=system or None)
+
+
+def _text_parts(content: Any) -> list[dict[str, Any]]:
+    if isinstance(content, str):
+        return [{"type": "text", "content": content}]
+    if isinstance(content, (list, tuple)):
+        return [{"type": "text", "content": get(part, "text")} for part in content if get(part, "type") == "text"]
+    return []
+
+
+def _output_message(message: Any, finish_reason: str) -> dict[str, Any]:
+    parts = _text_parts(get(message, "content"))
+    for tool_call in get(message, "tool_calls") or ():
+        function = get(tool_call, "function")
+        parts.append({"type": "tool_call", "id": get(tool_call, "id"), "name": get(function, "name"),
+                      "arguments": get(function, "arguments")})
+    return {"role": "assistant", "parts": parts, "finish_reason": finish_reason}
+
+
+def _set_streamed_output(plan: _Plan, texts: dict[int, list[str]]) -> None:
+    plan.call.set_content(
+        output_messages=[
+            {"role": "assistant", "parts": [{"type": "text", "content": "".join(texts.get(index, ()))}],
+             "finish_reason": reason}
+            for index, reason in sorted(plan.finish_reasons.items())
+        ]
+    )

@@ -1,0 +1,396 @@
+"""The single writer of LLM telemetry: one LLM call = one CLIENT span + semconv metrics.
+
+Instrumentors and manual users both go through :class:`Recorder` and
+:class:`LLMCall`. Nothing here knows any SDK. Every public method swallows
+its own errors (logged once per method), so telemetry can never break a call.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.metrics import MeterProvider, get_meter
+from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
+
+from . import semconv as sc
+from .content import CaptureMode, capture_mode_from_env
+from .pricing import PriceTable
+from .redact import scrub_secrets
+from .version import __version__
+
+_log = logging.getLogger(__name__)
+_F = TypeVar("_F", bound=Callable[..., Any])
+_reported: set[str] = set()
+
+AttributeValue = str | bool | int | float | Sequence[str] | Sequence[bool] | Sequence[int] | Sequence[float]
+
+
+def report_internal_error(where: str) -> None:
+    """Log a bug of ours once per place; never raises."""
+    if where not in _reported:
+        _reported.add(where)
+        _log.warning("otel-llm internal error in %s; telemetry for this call may be incomplete", where, exc_info=True)
+
+
+def guarded(method: _F) -> _F:
+    """Run ``method``; on an exception of ours, log once and return None."""
+    where = method.__qualname__
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except Exception:
+            report_internal_error(where)
+            return None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def error_type(exc: BaseException) -> str:
+    return type(exc).__qualname__
+
+
+class Recorder:
+    """Holds the tracer, the instruments and the price table; starts calls."""
+
+    def __init__(
+        self,
+        *,
+        tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
+        prices: PriceTable | None = None,
+        capture: CaptureMode | None = None,
+    ) -> None:
+        self.tracer = trace.get_tracer(
+            sc.INSTRUMENTATION_SCOPE, __version__, tracer_provider, schema_url=sc.SCHEMA_URL
+        )
+        meter = get_meter(sc.INSTRUMENTATION_SCOPE, __version__, meter_provider, schema_url=sc.SCHEMA_URL)
+        self.duration = _histogram(meter, sc.METRIC_OPERATION_DURATION, sc.DURATION_BUCKETS)
+        self.token_usage = _histogram(meter, sc.METRIC_TOKEN_USAGE, sc.TOKEN_BUCKETS)
+        self.time_to_first_chunk = _histogram(meter, sc.METRIC_TIME_TO_FIRST_CHUNK, sc.DURATION_BUCKETS)
+        self.time_per_output_chunk = _histogram(meter, sc.METRIC_TIME_PER_OUTPUT_CHUNK, sc.DURATION_BUCKETS)
+        name, unit, description = sc.METRIC_COST
+        self.cost = meter.create_counter(name, unit=unit, description=description)
+        self.prices = prices if prices is not None else PriceTable.from_env()
+        self.capture = capture if capture is not None else capture_mode_from_env()
+        self._listeners: list[Callable[[LLMCall], None]] = []
+
+    def add_listener(self, listener: Callable[[LLMCall], None]) -> None:
+        """Call ``listener(call)`` after every call ends (gateway health, summaries)."""
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Callable[[LLMCall], None]) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def start_call(
+        self,
+        operation: str,
+        provider: str,
+        model: str | None,
+        *,
+        server_address: str | None = None,
+        server_port: int | None = None,
+        stream: bool = False,
+        attributes: Mapping[str, AttributeValue] | None = None,
+    ) -> LLMCall:
+        """Open the call's span; the caller must end it with ``end()`` or ``fail()``."""
+        return LLMCall(self, operation, provider, model, server_address, server_port, stream, attributes)
+
+
+def _histogram(meter: Any, spec: tuple[str, str, str], buckets: Sequence[float]) -> Any:
+    name, unit, description = spec
+    return meter.create_histogram(
+        name, unit=unit, description=description, explicit_bucket_boundaries_advisory=buckets
+    )
+
+
+class LLMCall:
+    """The lifecycle of one LLM call: chunks, response, usage, then end or fail, exactly once.
+
+    Usable as a context manager: inside the block the call's span is current
+    (HTTP client spans nest under it); leaving the block ends the call, or
+    fails it with the exception that left the block (which is not suppressed).
+    """
+
+    __slots__ = (
+        "_recorder", "_open", "span", "_context", "_metric_attributes", "_start", "_last_chunk",
+        "operation", "provider", "request_model", "response_model", "stream", "chunks",
+        "input_tokens", "output_tokens", "cache_read_tokens", "cache_creation_tokens",
+        "reasoning_tokens", "cost", "duration", "time_to_first_chunk", "error_type", "_token",
+    )
+
+    def __init__(
+        self,
+        recorder: Recorder,
+        operation: str,
+        provider: str,
+        model: str | None,
+        server_address: str | None,
+        server_port: int | None,
+        stream: bool,
+        attributes: Mapping[str, AttributeValue] | None,
+    ) -> None:
+        self._recorder = recorder
+        self._open = [True]  # list.pop() is atomic: ends the call exactly once across threads
+        self.operation = operation
+        self.provider = provider
+        self.request_model = model
+        self.response_model: str | None = None
+        self.stream = stream
+        self.chunks = 0
+        self.input_tokens: int | None = None
+        self.output_tokens: int | None = None
+        self.cache_read_tokens: int | None = None
+        self.cache_creation_tokens: int | None = None
+        self.reasoning_tokens: int | None = None
+        self.cost: float | None = None
+        self.duration: float | None = None
+        self.time_to_first_chunk: float | None = None
+        self.error_type: str | None = None
+        metric_attributes: dict[str, AttributeValue] = {sc.OPERATION_NAME: operation, sc.PROVIDER_NAME: provider}
+        if model:
+            metric_attributes[sc.REQUEST_MODEL] = model
+        if server_address:
+            metric_attributes[sc.SERVER_ADDRESS] = server_address
+            if server_port:
+                metric_attributes[sc.SERVER_PORT] = server_port
+        self._metric_attributes = metric_attributes
+        span_attributes = dict(metric_attributes)
+        if stream:
+            span_attributes[sc.REQUEST_STREAM] = True
+        if attributes:
+            span_attributes.update(attributes)
+        self.span = recorder.tracer.start_span(
+            f"{operation} {model}" if model else operation, kind=SpanKind.CLIENT, attributes=span_attributes
+        )
+        self._context = trace.set_span_in_context(self.span)
+        self._start = self._last_chunk = time.perf_counter()
+
+    @property
+    def context(self) -> Any:
+        """The OpenTelemetry context holding this call's span (to make it current around the request)."""
+        return self._context
+
+    @property
+    def ended(self) -> bool:
+        return not self._open
+
+    def __enter__(self) -> LLMCall:
+        self._token = otel_context.attach(self._context)
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        otel_context.detach(self._token)
+        if exc is None:
+            self.end()
+        else:
+            self.fail(exc)
+
+    @guarded
+    def chunk(self) -> None:
+        """One output chunk of a stream arrived."""
+        if not self._open:
+            return
+        now = time.perf_counter()
+        self.chunks += 1
+        if self.chunks == 1:
+            self.time_to_first_chunk = now - self._start
+            self._recorder.time_to_first_chunk.record(
+                self.time_to_first_chunk, self._metric_attributes, self._context
+            )
+        else:
+            self._recorder.time_per_output_chunk.record(now - self._last_chunk, self._metric_attributes, self._context)
+        self._last_chunk = now
+
+    @guarded
+    def set_response(
+        self,
+        *,
+        model: str | None = None,
+        response_id: str | None = None,
+        finish_reasons: Iterable[str] | None = None,
+        attributes: Mapping[str, AttributeValue] | None = None,
+    ) -> None:
+        if not self._open:
+            return
+        span = self.span
+        if model and model != self.response_model:
+            self.response_model = model
+            span.set_attribute(sc.RESPONSE_MODEL, model)
+            self._metric_attributes = {**self._metric_attributes, sc.RESPONSE_MODEL: model}
+        if response_id:
+            span.set_attribute(sc.RESPONSE_ID, response_id)
+        if finish_reasons:
+            span.set_attribute(sc.RESPONSE_FINISH_REASONS, [str(reason) for reason in finish_reasons])
+        if attributes:
+            span.set_attributes(attributes)
+
+    @guarded
+    def set_usage(
+        self,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+        *,
+        cache_read_tokens: int | None = None,
+        cache_creation_tokens: int | None = None,
+        reasoning_tokens: int | None = None,
+    ) -> None:
+        """Token counts as reported by the provider; ``input_tokens`` includes cached input."""
+        if input_tokens is not None:
+            self.input_tokens = int(input_tokens)
+        if output_tokens is not None:
+            self.output_tokens = int(output_tokens)
+        if cache_read_tokens is not None:
+            self.cache_read_tokens = int(cache_read_tokens)
+        if cache_creation_tokens is not None:
+            self.cache_creation_tokens = int(cache_creation_tokens)
+        if reasoning_tokens is not None:
+            self.reasoning_tokens = int(reasoning_tokens)
+
+    @property
+    def capture(self) -> CaptureMode:
+        return self._recorder.capture
+
+    @guarded
+    def set_content(
+        self,
+        *,
+        input_messages: list[dict[str, Any]] | None = None,
+        output_messages: list[dict[str, Any]] | None = None,
+        system_instructions: list[dict[str, Any]] | None = None,
+    ) -> None:
+        """Message content in the semconv JSON shapes; dropped unless capture is opted in."""
+        mode = self._recorder.capture
+        if not mode.on_span or not self._open:
+            return
+        for key, value in (
+            (sc.INPUT_MESSAGES, input_messages),
+            (sc.OUTPUT_MESSAGES, output_messages),
+            (sc.SYSTEM_INSTRUCTIONS, system_instructions),
+        ):
+            if value is not None:
+                self.span.set_attribute(key, json.dumps(value, ensure_ascii=False, default=str))
+
+    def end(self) -> None:
+        """Finish successfully: record usage, cost and duration, end the span."""
+        self._finish(None, None)
+
+    def fail(self, exc: BaseException | str) -> None:
+        """Finish with an error (an exception or an error type string)."""
+        if isinstance(exc, BaseException):
+            self._finish(error_type(exc), exc)
+        else:
+            self._finish(str(exc), None)
+
+    @guarded
+    def _finish(self, error: str | None, exc: BaseException | None) -> None:
+        try:
+            self._open.pop()
+        except IndexError:
+            return
+        recorder = self._recorder
+        span = self.span
+        context = self._context
+        self.duration = time.perf_counter() - self._start
+        attributes = self._metric_attributes
+
+        usage: dict[str, AttributeValue] = {}
+        if self.input_tokens is not None:
+            usage[sc.USAGE_INPUT_TOKENS] = self.input_tokens
+            recorder.token_usage.record(
+                self.input_tokens, {**attributes, sc.TOKEN_TYPE: sc.TOKEN_TYPE_INPUT}, context
+            )
+        if self.output_tokens is not None:
+            usage[sc.USAGE_OUTPUT_TOKENS] = self.output_tokens
+            recorder.token_usage.record(
+                self.output_tokens, {**attributes, sc.TOKEN_TYPE: sc.TOKEN_TYPE_OUTPUT}, context
+            )
+        if self.cache_read_tokens is not None:
+            usage[sc.USAGE_CACHE_READ_INPUT_TOKENS] = self.cache_read_tokens
+        if self.cache_creation_tokens is not None:
+            usage[sc.USAGE_CACHE_CREATION_INPUT_TOKENS] = self.cache_creation_tokens
+        if self.reasoning_tokens is not None:
+            usage[sc.USAGE_REASONING_OUTPUT_TOKENS] = self.reasoning_tokens
+        if usage:
+            self.cost = recorder.prices.cost(
+                self.provider,
+                self.response_model or self.request_model,
+                self.input_tokens,
+                self.output_tokens,
+                self.cache_read_tokens,
+                self.cache_creation_tokens,
+            )
+            if self.cost is None and self.response_model and self.request_model != self.response_model:
+                self.cost = recorder.prices.cost(
+                    self.provider, self.request_model, self.input_tokens, self.output_tokens,
+                    self.cache_read_tokens, self.cache_creation_tokens,
+                )
+            if self.cost is not None:
+                usage[sc.COST_USD] = self.cost
+                recorder.cost.add(self.cost, attributes, context)
+            span.set_attributes(usage)
+
+        if error is not None:
+            self.error_type = error
+            attributes = {**attributes, sc.ERROR_TYPE: error}
+            span.set_attribute(sc.ERROR_TYPE, error)
+            message = scrub_secrets(str(exc))[:500] if exc is not None else error
+            span.set_status(Status(StatusCode.ERROR, message))
+        recorder.duration.record(self.duration, attributes, context)
+        span.end()
+        for listener in recorder._listeners:
+            try:
+                listener(self)
+            except Exception:
+                report_internal_error("recorder listener")
+
+
+_default_recorder: Recorder | None = None
+
+
+def get_recorder() -> Recorder:
+    """The process-wide recorder on the global tracer and meter providers."""
+    global _default_recorder
+    if _default_recorder is None:
+        _default_recorder = Recorder()
+    return _default_recorder
+
+
+def llm_call(
+    operation: str,
+    provider: str,
+    model: str | None,
+    *,
+    server_address: str | None = None,
+    server_port: int | None = None,
+    stream: bool = False,
+    attributes: Mapping[str, AttributeValue] | None = None,
+    recorder: Recorder | None = None,
+) -> LLMCall:
+    """Record a call of a client otel-llm does not patch (a raw HTTP call, say).
+
+    Use as a context manager (the call's span is current inside the block)::
+
+        with otel_llm.llm_call("chat", "openai", "gpt-4o-mini", server_address="llm.internal") as call:
+            body = httpx.post(...).json()
+            call.set_response(model=body["model"], finish_reasons=[c["finish_reason"] for c in body["choices"]])
+            call.set_usage(body["usage"]["prompt_tokens"], body["usage"]["completion_tokens"])
+    """
+    return (recorder or get_recorder()).start_call(
+        operation,
+        provider,
+        model,
+        server_address=server_address,
+        server_port=server_port,
+        stream=stream,
+        attributes=attributes,
+    )
