@@ -1,0 +1,237 @@
+"""One-call setup for apps that don't run under ``opentelemetry-instrument``.
+
+``configure()`` builds the OpenTelemetry SDK from the standard ``OTEL_*``
+environment (arguments win over the environment), installs it globally and
+instruments the LLM SDKs that are importable. Exports never block the app:
+spans go through a bounded batch processor, metrics through a periodic reader
+thread, Prometheus is pulled.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+_log = logging.getLogger(__name__)
+
+_PROTOCOLS = ("grpc", "http/protobuf")
+_SIGNAL_PATHS = {"traces": "v1/traces", "metrics": "v1/metrics", "logs": "v1/logs"}
+
+
+class ConfigError(ValueError):
+    """Bad telemetry configuration; the message says what is wrong and how to fix it."""
+
+
+@dataclass
+class Telemetry:
+    """What ``configure()`` set up; call ``shutdown()`` to flush and stop exporting."""
+
+    tracer_provider: Any
+    meter_provider: Any
+    prometheus_address: tuple[str, int] | None = None
+    otlp_endpoint: str | None = None
+    otlp_protocol: str | None = None
+    instrumentors: list[Any] = field(default_factory=list)
+    _prometheus_server: Any = None
+
+    @property
+    def prometheus_url(self) -> str | None:
+        if self.prometheus_address is None:
+            return None
+        host, port = self.prometheus_address
+        return f"http://{host}:{port}/metrics"
+
+    def shutdown(self) -> None:
+        for instrumentor in self.instrumentors:
+            try:
+                instrumentor.uninstrument()
+            except Exception:
+                _log.debug("uninstrument failed", exc_info=True)
+        self.tracer_provider.shutdown()
+        self.meter_provider.shutdown()
+        if self._prometheus_server is not None:
+            server, thread = self._prometheus_server
+            server.shutdown()
+            server.server_close()
+            thread.join(timeout=5)
+
+
+def _exporter_names(value: str | Sequence[str] | None, env_var: str, default: str) -> list[str]:
+    if value is None:
+        value = os.environ.get(env_var, default)
+    names = [v.strip().lower() for v in (value.split(",") if isinstance(value, str) else value) if v.strip()]
+    known = {"otlp", "prometheus", "console", "none"}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ConfigError(
+            f"{env_var}: unknown exporter {', '.join(unknown)!s}; use a comma-separated list of "
+            f"{', '.join(sorted(known))}"
+        )
+    return [n for n in names if n != "none"]
+
+
+def _protocol(value: str | None, signal: str) -> str:
+    protocol = (
+        value
+        or os.environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_PROTOCOL")
+        or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+        or "grpc"
+    ).strip().lower()
+    if protocol not in _PROTOCOLS:
+        raise ConfigError(
+            f"OTLP protocol {protocol!r} is not supported; set OTEL_EXPORTER_OTLP_PROTOCOL to "
+            f"'grpc' (port 4317) or 'http/protobuf' (port 4318)"
+        )
+    return protocol
+
+
+def _otlp_exporter(signal: str, protocol: str, endpoint: str | None) -> Any:
+    """The OTLP exporter for a signal; with no endpoint the exporter reads OTEL_EXPORTER_OTLP_* itself."""
+    kwargs: dict[str, Any] = {}
+    if protocol == "grpc":
+        if signal == "traces":
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as Exporter
+        else:
+            from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as Exporter
+        if endpoint:
+            kwargs["endpoint"] = endpoint
+            kwargs["insecure"] = endpoint.startswith("http://")
+    else:
+        if signal == "traces":
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as Exporter
+        else:
+            from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as Exporter
+        if endpoint:
+            kwargs["endpoint"] = f"{endpoint.rstrip('/')}/{_SIGNAL_PATHS[signal]}"
+    return Exporter(**kwargs)
+
+
+def _prometheus_address(host: str | None, port: int | None) -> tuple[str, int]:
+    host = host or os.environ.get("OTEL_EXPORTER_PROMETHEUS_HOST") or "localhost"
+    raw_port: Any = port if port is not None else os.environ.get("OTEL_EXPORTER_PROMETHEUS_PORT", "9464")
+    try:
+        port = int(raw_port)
+        if not 0 <= port <= 65535:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"Prometheus port {raw_port!r} is not a port number; set OTEL_EXPORTER_PROMETHEUS_PORT "
+            f"(or prometheus_port=) to 0..65535 (0 picks a free port)"
+        ) from None
+    return host, port
+
+
+def configure(
+    service_name: str | None = None,
+    *,
+    resource_attributes: Mapping[str, Any] | None = None,
+    traces_exporter: str | Sequence[str] | None = None,
+    metrics_exporter: str | Sequence[str] | None = None,
+    otlp_endpoint: str | None = None,
+    otlp_protocol: str | None = None,
+    prometheus_host: str | None = None,
+    prometheus_port: int | None = None,
+    metric_export_interval_ms: int | None = None,
+    instrument: bool = True,
+    set_global: bool = True,
+) -> Telemetry:
+    """Set up tracing and metrics export and instrument the installed LLM SDKs.
+
+    Exporters default to ``OTEL_TRACES_EXPORTER`` / ``OTEL_METRICS_EXPORTER``
+    (``otlp`` when unset); ``prometheus`` serves ``/metrics`` on
+    ``OTEL_EXPORTER_PROMETHEUS_HOST:PORT`` (default localhost:9464). The OTLP
+    endpoint and protocol come from ``OTEL_EXPORTER_OTLP_ENDPOINT`` /
+    ``OTEL_EXPORTER_OTLP_PROTOCOL`` (``grpc`` by default, as
+    ``opentelemetry-instrument`` does) unless given here.
+    """
+    try:
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, PeriodicExportingMetricReader
+        from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+    except ImportError as exc:
+        raise ConfigError(
+            "configure() needs the OpenTelemetry SDK and exporters: pip install 'otel-llm[sdk]'"
+        ) from exc
+
+    trace_names = _exporter_names(traces_exporter, "OTEL_TRACES_EXPORTER", "otlp")
+    metric_names = _exporter_names(metrics_exporter, "OTEL_METRICS_EXPORTER", "otlp")
+    attributes = dict(resource_attributes or {})
+    if service_name:
+        attributes[SERVICE_NAME] = service_name
+    resource = Resource.create(attributes)
+
+    otlp_used = "otlp" in trace_names or "otlp" in metric_names
+    protocol = _protocol(otlp_protocol, "traces") if otlp_used else None
+
+    tracer_provider = TracerProvider(resource=resource)
+    for name in trace_names:
+        exporter = _otlp_exporter("traces", protocol or "grpc", otlp_endpoint) if name == "otlp" else ConsoleSpanExporter()
+        tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
+
+    readers = []
+    prometheus_address = None
+    prometheus_server = None
+    interval = metric_export_interval_ms
+    if interval is None and os.environ.get("OTEL_METRIC_EXPORT_INTERVAL"):
+        interval = int(os.environ["OTEL_METRIC_EXPORT_INTERVAL"])
+    for name in metric_names:
+        if name == "prometheus":
+            from opentelemetry.exporter.prometheus import PrometheusMetricReader
+            from prometheus_client import start_http_server
+
+            host, port = _prometheus_address(prometheus_host, prometheus_port)
+            readers.append(PrometheusMetricReader())
+            try:
+                prometheus_server = start_http_server(port, addr=host)
+            except OSError as exc:
+                raise ConfigError(
+                    f"cannot serve Prometheus metrics on {host}:{port}: {exc.strerror}; "
+                    f"pick another OTEL_EXPORTER_PROMETHEUS_PORT (0 picks a free port)"
+                ) from exc
+            prometheus_address = (host, prometheus_server[0].server_address[1])
+        else:
+            exporter = (
+                _otlp_exporter("metrics", _protocol(otlp_protocol, "metrics"), otlp_endpoint)
+                if name == "otlp"
+                else ConsoleMetricExporter()
+            )
+            readers.append(PeriodicExportingMetricReader(exporter, export_interval_millis=interval))
+    meter_provider = MeterProvider(resource=resource, metric_readers=readers)
+
+    if set_global:
+        from opentelemetry import metrics, trace
+
+        trace.set_tracer_provider(tracer_provider)
+        metrics.set_meter_provider(meter_provider)
+
+    telemetry = Telemetry(
+        tracer_provider=tracer_provider,
+        meter_provider=meter_provider,
+        prometheus_address=prometheus_address,
+        otlp_endpoint=(otlp_endpoint or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")) if otlp_used else None,
+        otlp_protocol=protocol,
+        _prometheus_server=prometheus_server,
+    )
+    if instrument:
+        telemetry.instrumentors = _instrument_all(tracer_provider, meter_provider)
+    return telemetry
+
+
+def _instrument_all(tracer_provider: Any, meter_provider: Any) -> list[Any]:
+    instrumentors = []
+    try:
+        import openai  # noqa: F401
+    except ImportError:
+        return instrumentors
+    from .instrumentation.openai import OpenAIInstrumentor
+
+    instrumentor = OpenAIInstrumentor()
+    if not instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
+        instrumentors.append(instrumentor)
+    return instrumentors
