@@ -168,35 +168,47 @@ def configure(
     otlp_used = "otlp" in trace_names or "otlp" in metric_names
     protocol = _protocol(otlp_protocol, "traces") if otlp_used else None
 
+    metric_protocol = _protocol(otlp_protocol, "metrics") if "otlp" in metric_names else None
+    interval = metric_export_interval_ms
+    if interval is None and os.environ.get("OTEL_METRIC_EXPORT_INTERVAL"):
+        try:
+            interval = int(os.environ["OTEL_METRIC_EXPORT_INTERVAL"])
+        except ValueError:
+            raise ConfigError(
+                f"OTEL_METRIC_EXPORT_INTERVAL={os.environ['OTEL_METRIC_EXPORT_INTERVAL']!r} is not a whole "
+                f"number of milliseconds"
+            ) from None
+
+    # Bind the Prometheus port first: it is the step most likely to fail, and nothing is built yet.
+    prometheus_address = None
+    prometheus_server = None
+    if "prometheus" in metric_names:
+        from prometheus_client import start_http_server
+
+        host, port = _prometheus_address(prometheus_host, prometheus_port)
+        try:
+            prometheus_server = start_http_server(port, addr=host)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot serve Prometheus metrics on {host}:{port}: {exc.strerror}; "
+                f"pick another OTEL_EXPORTER_PROMETHEUS_PORT (0 picks a free port)"
+            ) from exc
+        prometheus_address = (host, prometheus_server[0].server_address[1])
+
     tracer_provider = TracerProvider(resource=resource)
     for name in trace_names:
         exporter = _otlp_exporter("traces", protocol or "grpc", otlp_endpoint) if name == "otlp" else ConsoleSpanExporter()
         tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
 
-    readers = []
-    prometheus_address = None
-    prometheus_server = None
-    interval = metric_export_interval_ms
-    if interval is None and os.environ.get("OTEL_METRIC_EXPORT_INTERVAL"):
-        interval = int(os.environ["OTEL_METRIC_EXPORT_INTERVAL"])
+    readers: list[Any] = []
     for name in metric_names:
         if name == "prometheus":
             from opentelemetry.exporter.prometheus import PrometheusMetricReader
-            from prometheus_client import start_http_server
 
-            host, port = _prometheus_address(prometheus_host, prometheus_port)
             readers.append(PrometheusMetricReader())
-            try:
-                prometheus_server = start_http_server(port, addr=host)
-            except OSError as exc:
-                raise ConfigError(
-                    f"cannot serve Prometheus metrics on {host}:{port}: {exc.strerror}; "
-                    f"pick another OTEL_EXPORTER_PROMETHEUS_PORT (0 picks a free port)"
-                ) from exc
-            prometheus_address = (host, prometheus_server[0].server_address[1])
         else:
             exporter = (
-                _otlp_exporter("metrics", _protocol(otlp_protocol, "metrics"), otlp_endpoint)
+                _otlp_exporter("metrics", metric_protocol or "grpc", otlp_endpoint)
                 if name == "otlp"
                 else ConsoleMetricExporter()
             )
