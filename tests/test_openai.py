@@ -467,3 +467,18 @@ def test_http_client_spans_nest_under_the_llm_span(instrument, telemetry, client
     client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     assert seen == [only_span(telemetry).context.span_id]
     assert recorder is not None
+
+
+def test_structured_output_parse_and_stream_helper(instrument, telemetry, client):
+    instrument()
+    parsed = client.chat.completions.parse(
+        model="gpt-4o-mini", messages=MESSAGES, response_format={"type": "json_object"}
+    )
+    with client.chat.completions.stream(model="gpt-4o-mini", messages=MESSAGES) as stream:
+        final = stream.get_final_completion()
+    first, second = telemetry.spans()
+    assert first.attributes[sc.USAGE_OUTPUT_TOKENS] == parsed.usage.completion_tokens
+    assert first.attributes[sc.OUTPUT_TYPE] == "json"
+    assert second.attributes[sc.REQUEST_STREAM] is True
+    assert second.attributes[sc.USAGE_OUTPUT_TOKENS] > 0
+    assert final.usage is None  # the caller did not ask for usage: the hidden chunk stays hidden

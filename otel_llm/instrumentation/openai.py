@@ -1,6 +1,7 @@
 """Instrumentation of the ``openai`` SDK (2.x on httpx, 3.x on httpx2).
 
-Patched with ``wrapt``: ``chat.completions.create``, ``embeddings.create`` and
+Patched with ``wrapt``: ``chat.completions.create`` (and ``.parse``, structured
+outputs; ``.stream()`` goes through ``create``), ``embeddings.create`` and
 ``responses.create``, sync and async, plain, streaming, ``with_raw_response``
 and ``with_streaming_response`` (those variants call the same ``create``).
 This module only translates the SDK's requests and responses into
@@ -30,6 +31,8 @@ _RAW_RESPONSE_HEADER = "X-Stainless-Raw-Response"
 _PATCHES = (
     ("openai.resources.chat.completions.completions", "Completions.create", "chat", False),
     ("openai.resources.chat.completions.completions", "AsyncCompletions.create", "chat", True),
+    ("openai.resources.chat.completions.completions", "Completions.parse", "chat", False),
+    ("openai.resources.chat.completions.completions", "AsyncCompletions.parse", "chat", True),
     ("openai.resources.embeddings", "Embeddings.create", "embeddings", False),
     ("openai.resources.embeddings", "AsyncEmbeddings.create", "embeddings", True),
     ("openai.resources.responses.responses", "Responses.create", "responses", False),
