@@ -17,16 +17,13 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 import wrapt
-from opentelemetry import context as otel_context
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.instrumentation.utils import unwrap
 
 from .. import semconv as sc
-from ..recorder import LLMCall, Recorder, report_internal_error
-from ..streaming import AsyncStreamProxy, SyncStreamProxy
+from ..recorder import LLMCall, Recorder
 from ._common import get, given, provider_for, provider_overrides_from_env, request_attributes, server_of
-
-_RAW_RESPONSE_HEADER = "X-Stainless-Raw-Response"
+from ._wrapping import Plan, async_wrapper, sync_wrapper
 
 _PATCHES = (
     ("openai.resources.chat.completions.completions", "Completions.create", "chat", False),
@@ -81,7 +78,7 @@ class OpenAIInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         self.recorder = recorder
         options = _Options(recorder, bool(stream_usage), provider_overrides_from_env())
         for module, name, kind, is_async in _PATCHES:
-            wrapper = (_async_wrapper if is_async else _sync_wrapper)(options, kind)
+            wrapper = (async_wrapper if is_async else sync_wrapper)(options.plan, kind)
             wrapt.wrap_function_wrapper(module, name, wrapper)
 
     def _uninstrument(self, **kwargs: Any) -> None:
@@ -100,24 +97,32 @@ class _Options:
         self.stream_usage = stream_usage
         self.provider_overrides = provider_overrides
 
+    def plan(self, kind: str, instance: Any, kwargs: dict[str, Any]) -> _OpenAIPlan:
+        return _plan(self, kind, instance, kwargs)
 
-class _Plan:
-    """What one wrapped call needs after the request: the call, how to read results."""
 
-    __slots__ = ("call", "kwargs", "kind", "stream", "hide_usage", "raw", "finish_reasons", "capture")
+class _OpenAIPlan(Plan):
+    __slots__ = ("hide_usage", "finish_reasons", "capture")
 
-    def __init__(self, call: LLMCall, kwargs: dict[str, Any], kind: str, stream: bool, hide_usage: bool, raw: str | None):
-        self.call = call
-        self.kwargs = kwargs
-        self.kind = kind
-        self.stream = stream
+    def __init__(self, call: LLMCall, kwargs: dict[str, Any], kind: str, stream: bool, hide_usage: bool) -> None:
+        super().__init__(call, kwargs, kind, stream)
         self.hide_usage = hide_usage
-        self.raw = raw
         self.finish_reasons: dict[int, str] = {}
         self.capture = call.capture.enabled
 
+    def record(self, parsed: Any) -> None:
+        if self.kind == "chat":
+            _record_chat_completion(self, parsed)
+        elif self.kind == "responses":
+            _record_response(self.call, parsed)
+        else:
+            _record_embeddings(self.call, parsed)
 
-def _plan(options: _Options, kind: str, instance: Any, kwargs: dict[str, Any]) -> _Plan:
+    def stream_handler(self) -> Callable[[Any], bool]:
+        return _chat_chunk_handler(self) if self.kind == "chat" else _responses_event_handler(self)
+
+
+def _plan(options: _Options, kind: str, instance: Any, kwargs: dict[str, Any]) -> _OpenAIPlan:
     client = instance._client
     host, port = server_of(client.base_url)
     default_provider = sc.PROVIDER_OPENAI
@@ -127,10 +132,6 @@ def _plan(options: _Options, kind: str, instance: Any, kwargs: dict[str, Any]) -
     model = kwargs.get("model")
     model = model if isinstance(model, str) else None
     stream = kwargs.get("stream") is True
-    raw = None
-    headers = kwargs.get("extra_headers")
-    if headers:
-        raw = headers.get(_RAW_RESPONSE_HEADER)
     hide_usage = False
 
     if kind == "chat":
@@ -171,7 +172,7 @@ def _plan(options: _Options, kind: str, instance: Any, kwargs: dict[str, Any]) -
     call = options.recorder.start_call(
         operation, provider, model, server_address=host, server_port=port, stream=stream, attributes=attributes
     )
-    plan = _Plan(call, kwargs, kind, stream, hide_usage, raw)
+    plan = _OpenAIPlan(call, kwargs, kind, stream, hide_usage)
     if plan.capture and kind == "chat":
         _capture_chat_input(call, kwargs.get("messages"))
     return plan
@@ -186,168 +187,10 @@ def _output_type(response_format: Any) -> str | None:
     return None
 
 
-# --- wrappers -------------------------------------------------------------------------------------
-
-
-def _sync_wrapper(options: _Options, kind: str) -> Callable[..., Any]:
-    def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: dict[str, Any]) -> Any:
-        try:
-            plan = _plan(options, kind, instance, kwargs)
-        except Exception:
-            report_internal_error(f"openai {kind} request")
-            return wrapped(*args, **kwargs)
-        token = otel_context.attach(plan.call.context)
-        try:
-            result = wrapped(*args, **plan.kwargs)
-        except BaseException as exc:
-            plan.call.fail(exc)
-            raise
-        finally:
-            otel_context.detach(token)
-        return _on_result(plan, result, is_async=False)
-
-    return wrapper
-
-
-def _async_wrapper(options: _Options, kind: str) -> Callable[..., Any]:
-    async def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: dict[str, Any]) -> Any:
-        try:
-            plan = _plan(options, kind, instance, kwargs)
-        except Exception:
-            report_internal_error(f"openai {kind} request")
-            return await wrapped(*args, **kwargs)
-        token = otel_context.attach(plan.call.context)
-        try:
-            result = await wrapped(*args, **plan.kwargs)
-        except BaseException as exc:
-            plan.call.fail(exc)
-            raise
-        finally:
-            otel_context.detach(token)
-        return _on_result(plan, result, is_async=True)
-
-    return wrapper
-
-
-def _on_result(plan: _Plan, result: Any, is_async: bool) -> Any:
-    """Record a returned object, or wrap it so that it finishes the call later."""
-    try:
-        if plan.raw == "stream":  # with_streaming_response: body not read yet
-            return (_AsyncRawResponse if is_async else _SyncRawResponse)(result, plan)
-        if plan.raw:  # with_raw_response: a LegacyAPIResponse with its body read
-            if plan.stream:
-                return _LegacyRawResponse(result, plan)
-            _record_parsed(plan, result.parse())
-            return result
-        if plan.stream:
-            return _wrap_stream(plan, result, is_async)
-        _record_parsed(plan, result)
-    except Exception:
-        report_internal_error(f"openai {plan.kind} response")
-        plan.call.end()
-    return result
-
-
-def _wrap_stream(plan: _Plan, stream: Any, is_async: bool) -> Any:
-    on_item = _chat_chunk_handler(plan) if plan.kind == "chat" else _responses_event_handler(plan)
-    return (AsyncStreamProxy if is_async else SyncStreamProxy)(stream, plan.call, on_item)
-
-
-def _record_parsed(plan: _Plan, parsed: Any) -> None:
-    """Record a parsed non-stream response (or a Stream from a raw response) and end the call."""
-    if plan.kind == "chat":
-        _record_chat_completion(plan, parsed)
-    elif plan.kind == "responses":
-        _record_response(plan.call, parsed)
-    else:
-        _record_embeddings(plan.call, parsed)
-    plan.call.end()
-
-
-class _LegacyRawResponse(wrapt.ObjectProxy):  # type: ignore[misc]
-    """``with_raw_response`` on a stream: ``parse()`` returns our stream proxy."""
-
-    def __init__(self, response: Any, plan: _Plan) -> None:
-        super().__init__(response)
-        self._self_plan = plan
-        self._self_stream: Any = None
-
-    def parse(self, *args: Any, **kwargs: Any) -> Any:
-        parsed = self.__wrapped__.parse(*args, **kwargs)
-        if args or kwargs:  # parsed to a type of the caller's choosing: nothing we can read
-            self._self_plan.call.end()
-            return parsed
-        if self._self_stream is None:
-            is_async = hasattr(parsed, "__anext__")
-            self._self_stream = _wrap_stream(self._self_plan, parsed, is_async)
-        return self._self_stream
-
-
-class _SyncRawResponse(wrapt.ObjectProxy):  # type: ignore[misc]
-    """``with_streaming_response``: finished by ``parse()`` or by ``close()`` (the context manager's exit)."""
-
-    def __init__(self, response: Any, plan: _Plan) -> None:
-        super().__init__(response)
-        self._self_plan = plan
-        self._self_stream: Any = None
-
-    def parse(self, *args: Any, **kwargs: Any) -> Any:
-        try:
-            parsed = self.__wrapped__.parse(*args, **kwargs)
-        except BaseException as exc:
-            self._self_plan.call.fail(exc)
-            raise
-        return _parsed_result(self, parsed, args or kwargs, is_async=False)
-
-    def close(self) -> None:
-        try:
-            self.__wrapped__.close()
-        finally:
-            self._self_plan.call.end()
-
-
-class _AsyncRawResponse(wrapt.ObjectProxy):  # type: ignore[misc]
-    def __init__(self, response: Any, plan: _Plan) -> None:
-        super().__init__(response)
-        self._self_plan = plan
-        self._self_stream: Any = None
-
-    async def parse(self, *args: Any, **kwargs: Any) -> Any:
-        try:
-            parsed = await self.__wrapped__.parse(*args, **kwargs)
-        except BaseException as exc:
-            self._self_plan.call.fail(exc)
-            raise
-        return _parsed_result(self, parsed, args or kwargs, is_async=True)
-
-    async def close(self) -> None:
-        try:
-            await self.__wrapped__.close()
-        finally:
-            self._self_plan.call.end()
-
-
-def _parsed_result(proxy: Any, parsed: Any, custom_type: Any, is_async: bool) -> Any:
-    plan = proxy._self_plan
-    try:
-        if custom_type:
-            plan.call.end()
-        elif plan.stream:
-            if proxy._self_stream is None:
-                proxy._self_stream = _wrap_stream(plan, parsed, is_async)
-            return proxy._self_stream
-        else:
-            _record_parsed(plan, parsed)
-    except Exception:
-        report_internal_error(f"openai {plan.kind} parse")
-        plan.call.end()
-    return parsed
-
-
 # --- chat completions -----------------------------------------------------------------------------
 
 
-def _record_chat_completion(plan: _Plan, completion: Any) -> None:
+def _record_chat_completion(plan: _OpenAIPlan, completion: Any) -> None:
     call = plan.call
     choices = get(completion, "choices") or ()
     reasons = [get(choice, "finish_reason") or "unknown" for choice in choices]
@@ -384,7 +227,7 @@ def _set_chat_usage(call: LLMCall, usage: Any) -> None:
     )
 
 
-def _chat_chunk_handler(plan: _Plan) -> Callable[[Any], bool]:
+def _chat_chunk_handler(plan: _OpenAIPlan) -> Callable[[Any], bool]:
     call = plan.call
     seen_first = False
     texts: dict[int, list[str]] = {}
@@ -454,7 +297,7 @@ def _record_response(call: LLMCall, response: Any) -> None:
             )
 
 
-def _responses_event_handler(plan: _Plan) -> Callable[[Any], bool]:
+def _responses_event_handler(plan: _OpenAIPlan) -> Callable[[Any], bool]:
     call = plan.call
 
     def on_event(event: Any) -> bool:
@@ -512,7 +355,7 @@ def _output_message(message: Any, finish_reason: str) -> dict[str, Any]:
     return {"role": "assistant", "parts": parts, "finish_reason": finish_reason}
 
 
-def _set_streamed_output(plan: _Plan, texts: dict[int, list[str]]) -> None:
+def _set_streamed_output(plan: _OpenAIPlan, texts: dict[int, list[str]]) -> None:
     plan.call.set_content(
         output_messages=[
             {"role": "assistant", "parts": [{"type": "text", "content": "".join(texts.get(index, ()))}],
