@@ -16,7 +16,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
+import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -128,17 +131,58 @@ def worker(mode: str, scenario: str, calls: int, warmup: int) -> dict[str, float
     return {"cpu_us": cpu / calls * 1e6, "wall_us": wall / calls * 1e6}
 
 
+def _instructions(mode: str, scenario: str, calls: int, warmup: int) -> int:
+    out = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, __file__,
+         "--worker", mode, scenario, "--calls", str(calls), "--warmup", str(warmup)],
+        capture_output=True, text=True, check=True, env={**os.environ, "PYTHONHASHSEED": "0"},
+    )
+    match = re.search(r"Collected : (\d+)", out.stderr)
+    if not match:
+        raise RuntimeError(f"no instruction count in valgrind output:\n{out.stderr[-2000:]}")
+    return int(match.group(1))
+
+
+def count_instructions(modes: list[str], calls: int, warmup: int) -> int:
+    """Instructions per call: (count with 2*calls - count with calls) / calls, so start-up cancels out."""
+    if shutil.which("valgrind") is None:
+        print("valgrind not found: apt-get install valgrind", file=sys.stderr)
+        return 2
+    per_call: dict[tuple[str, str], float] = {}
+    for scenario in ("sync", "stream_1", "stream_50"):
+        n = max(calls // CHUNKS.get(scenario, 1), 20)
+        for mode in modes:
+            low = _instructions(mode, scenario, n, warmup)
+            high = _instructions(mode, scenario, 2 * n, warmup)
+            per_call[(mode, scenario)] = (high - low) / n
+            print(f"{scenario:<10}{mode:<10}{per_call[(mode, scenario)] / 1000:10.1f} k instructions/call",
+                  flush=True)
+    print("\nadded instructions (thousands): per call (sync), per streamed call (stream_1), per chunk")
+    base = {s: per_call[("baseline", s)] for s in ("sync", "stream_1", "stream_50")}
+    for mode in modes:
+        sync = (per_call[(mode, "sync")] - base["sync"]) / 1000
+        stream = (per_call[(mode, "stream_1")] - base["stream_1"]) / 1000
+        chunk = ((per_call[(mode, "stream_50")] - per_call[(mode, "stream_1")])
+                 - (base["stream_50"] - base["stream_1"])) / 49 / 1000
+        print(f"  {mode:<10} sync {sync:8.1f}   stream {stream:8.1f}   chunk {chunk:6.2f}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--instructions", action="store_true",
+                        help="count instructions under valgrind (deterministic, ~50x slower) instead of timing")
     parser.add_argument("--worker", nargs=2, metavar=("MODE", "SCENARIO"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(*args.worker, args.calls, args.warmup)))
         return 0
+    if args.instructions:
+        return count_instructions(args.modes.split(","), args.calls, args.warmup)
 
     modes = args.modes.split(",")
     results: dict[tuple[str, str], list[dict[str, float]]] = {}

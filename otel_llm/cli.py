@@ -111,7 +111,7 @@ def run_demo(args: argparse.Namespace) -> int:
         return 2
 
     summary = LiveSummary(window=10.0)
-    recorder = telemetry.instrumentors[0].recorder
+    recorder = telemetry.recorder
     recorder.add_listener(summary)
     client = openai.OpenAI(base_url=upstream.base_url, api_key="sk-demo-not-a-real-key", max_retries=0, timeout=30)
     loop = TrafficLoop(client, Workload(seed=args.seed), rate=args.rate, concurrency=args.concurrency)

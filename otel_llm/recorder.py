@@ -16,11 +16,12 @@ from typing import Any, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry._logs import get_logger
 from opentelemetry.metrics import MeterProvider, get_meter
 from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
 
 from . import semconv as sc
-from .content import CaptureMode, capture_mode_from_env
+from .content import CaptureMode, ContentConfigError, ContentPolicy, capture_mode_from_env
 from .pricing import PriceTable
 from .redact import scrub_secrets
 from .version import __version__
@@ -66,8 +67,10 @@ class Recorder:
         *,
         tracer_provider: TracerProvider | None = None,
         meter_provider: MeterProvider | None = None,
+        logger_provider: Any = None,
         prices: PriceTable | None = None,
         capture: CaptureMode | None = None,
+        content_policy: ContentPolicy | None = None,
     ) -> None:
         self.tracer = trace.get_tracer(
             sc.INSTRUMENTATION_SCOPE, __version__, tracer_provider, schema_url=sc.SCHEMA_URL
@@ -81,6 +84,18 @@ class Recorder:
         self.cost = meter.create_counter(name, unit=unit, description=description)
         self.prices = prices if prices is not None else PriceTable.from_env()
         self.capture = capture if capture is not None else capture_mode_from_env()
+        self.content_policy = content_policy
+        if self.capture.enabled and content_policy is None:
+            try:
+                self.content_policy = ContentPolicy.from_env()
+            except ContentConfigError as exc:  # fail closed: no content rather than unredacted content
+                _log.error("%s; capturing no message content", exc)
+                self.capture = CaptureMode.NO_CONTENT
+        self.event_logger = (
+            get_logger(sc.INSTRUMENTATION_SCOPE, __version__, logger_provider, schema_url=sc.SCHEMA_URL)
+            if self.capture.as_event
+            else None
+        )
         self._listeners: list[Callable[[LLMCall], None]] = []
 
     def add_listener(self, listener: Callable[[LLMCall], None]) -> None:
@@ -125,7 +140,7 @@ class LLMCall:
         "_recorder", "_open", "span", "_context", "_metric_attributes", "_start", "_last_chunk",
         "operation", "provider", "request_model", "response_model", "stream", "chunks",
         "input_tokens", "output_tokens", "cache_read_tokens", "cache_creation_tokens",
-        "reasoning_tokens", "cost", "duration", "time_to_first_chunk", "error_type", "_token",
+        "reasoning_tokens", "cost", "duration", "time_to_first_chunk", "error_type", "_token", "_content",
     )
 
     def __init__(
@@ -156,6 +171,7 @@ class LLMCall:
         self.duration: float | None = None
         self.time_to_first_chunk: float | None = None
         self.error_type: str | None = None
+        self._content: dict[str, str] | None = None
         metric_attributes: dict[str, AttributeValue] = {sc.OPERATION_NAME: operation, sc.PROVIDER_NAME: provider}
         if model:
             metric_attributes[sc.REQUEST_MODEL] = model
@@ -172,7 +188,7 @@ class LLMCall:
         self.span = recorder.tracer.start_span(
             f"{operation} {model}" if model else operation, kind=SpanKind.CLIENT, attributes=span_attributes
         )
-        self._context = trace.set_span_in_context(self.span)
+        self._context = otel_context.set_value(_CALL_KEY, self, trace.set_span_in_context(self.span))
         self._start = self._last_chunk = time.perf_counter()
 
     @property
@@ -267,18 +283,35 @@ class LLMCall:
         input_messages: list[dict[str, Any]] | None = None,
         output_messages: list[dict[str, Any]] | None = None,
         system_instructions: list[dict[str, Any]] | None = None,
+        tool_definitions: list[dict[str, Any]] | None = None,
     ) -> None:
-        """Message content in the semconv JSON shapes; dropped unless capture is opted in."""
-        mode = self._recorder.capture
-        if not mode.on_span or not self._open:
+        """Message content in the semconv JSON shapes; dropped unless capture is opted in.
+
+        Every text is redacted and truncated by the content policy first; the result goes on the
+        span, into the ``gen_ai.client.inference.operation.details`` event, or both.
+        """
+        recorder = self._recorder
+        mode = recorder.capture
+        if not mode.enabled or not self._open:
             return
+        policy = recorder.content_policy
+        content = self._content if self._content is not None else {}
+        truncated = False
         for key, value in (
             (sc.INPUT_MESSAGES, input_messages),
             (sc.OUTPUT_MESSAGES, output_messages),
             (sc.SYSTEM_INSTRUCTIONS, system_instructions),
+            (sc.TOOL_DEFINITIONS, tool_definitions),
         ):
             if value is not None:
-                self.span.set_attribute(key, json.dumps(value, ensure_ascii=False, default=str))
+                cleaned, cut = policy.apply(value) if policy is not None else (value, False)
+                truncated = truncated or cut
+                content[key] = json.dumps(cleaned, ensure_ascii=False, default=str)
+        if truncated:
+            content[sc.CONTENT_TRUNCATED] = True  # type: ignore[assignment]
+        self._content = content
+        if mode.on_span:
+            self.span.set_attributes(content)
 
     def end(self) -> None:
         """Finish successfully: record usage, cost and duration, end the span."""
@@ -346,12 +379,26 @@ class LLMCall:
             message = scrub_secrets(str(exc))[:500] if exc is not None else error
             span.set_status(Status(StatusCode.ERROR, message))
         recorder.duration.record(self.duration, attributes, context)
+        if self._content and recorder.event_logger is not None:
+            recorder.event_logger.emit(
+                event_name=sc.EVENT_INFERENCE_DETAILS,
+                attributes={**attributes, **self._content},
+                context=context,
+            )
         span.end()
         for listener in recorder._listeners:
             try:
                 listener(self)
             except Exception:
                 report_internal_error("recorder listener")
+
+
+_CALL_KEY = otel_context.create_key("otel_llm.call")
+
+
+def current_call() -> LLMCall | None:
+    """The LLM call whose request is being sent in this context (None outside instrumented requests)."""
+    return otel_context.get_value(_CALL_KEY)  # type: ignore[return-value]
 
 
 _default_recorder: Recorder | None = None

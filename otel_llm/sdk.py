@@ -3,12 +3,14 @@
 ``configure()`` builds the OpenTelemetry SDK from the standard ``OTEL_*``
 environment (arguments win over the environment), installs it globally and
 instruments the LLM SDKs that are importable. Exports never block the app:
-spans go through a bounded batch processor, metrics through a periodic reader
-thread, Prometheus is pulled.
+spans and log records go through bounded batch processors, metrics through a
+periodic reader thread, Prometheus is pulled. Python ``logging`` records become
+OTLP log records (see :mod:`otel_llm.logs`).
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -35,6 +37,8 @@ class Telemetry:
     otlp_endpoint: str | None = None
     otlp_protocol: str | None = None
     instrumentors: list[Any] = field(default_factory=list)
+    recorder: Any = None  # the otel_llm Recorder the instrumentors write through
+    logs: Any = None  # otel_llm.logs.LogPipeline: .provider, .handler, .dropped(); None when logs are off
     _prometheus_server: Any = None
 
     @property
@@ -50,6 +54,8 @@ class Telemetry:
                 instrumentor.uninstrument()
             except Exception:
                 _log.debug("uninstrument failed", exc_info=True)
+        if self.logs is not None:
+            self.logs.shutdown()  # detaches the handler first; bounded by log_shutdown_timeout_ms
         self.tracer_provider.shutdown()
         self.meter_provider.shutdown()
         if self._prometheus_server is not None:
@@ -94,6 +100,8 @@ def _otlp_exporter(signal: str, protocol: str, endpoint: str | None) -> Any:
     if protocol == "grpc":
         if signal == "traces":
             from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as Exporter
+        elif signal == "logs":
+            from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as Exporter
         else:
             from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as Exporter
         if endpoint:
@@ -102,6 +110,8 @@ def _otlp_exporter(signal: str, protocol: str, endpoint: str | None) -> Any:
     else:
         if signal == "traces":
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as Exporter
+        elif signal == "logs":
+            from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as Exporter
         else:
             from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as Exporter
         if endpoint:
@@ -124,12 +134,63 @@ def _prometheus_address(host: str | None, port: int | None) -> tuple[str, int]:
     return host, port
 
 
+def _log_exporter_names(value: str | Sequence[str] | None, trace_names: list[str]) -> list[str]:
+    """Logs follow traces by default: to the collector when traces go there, else nowhere."""
+    names = _exporter_names(value, "OTEL_LOGS_EXPORTER", "otlp" if "otlp" in trace_names else "none")
+    if "prometheus" in names:
+        raise ConfigError("OTEL_LOGS_EXPORTER: prometheus cannot carry logs; use otlp, console or none")
+    return names
+
+
+def _log_level(value: int | str | None) -> int:
+    raw: Any = value if value is not None else os.environ.get("OTEL_PYTHON_LOG_HANDLER_LEVEL", "info")
+    if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 0:
+        return raw
+    text = str(raw).strip()
+    level = int(text) if text.isdigit() else logging.getLevelName(text.upper())
+    if not isinstance(level, int):
+        raise ConfigError(
+            f"log level {raw!r} is not a logging level; set OTEL_PYTHON_LOG_HANDLER_LEVEL (or log_level=) to "
+            f"debug, info, warning, error or critical"
+        )
+    return level
+
+
+_BLRP_SETTINGS = (  # env var, keyword of BatchLogProcessor, SDK default
+    ("OTEL_BLRP_MAX_QUEUE_SIZE", "max_queue_size", 2048),
+    ("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", "max_export_batch_size", 512),
+    ("OTEL_BLRP_SCHEDULE_DELAY", "schedule_delay_millis", 1000),
+)
+
+
+def _log_batch_settings() -> dict[str, int]:
+    """OTEL_BLRP_* checked up front (the SDK would quietly fall back to defaults, or fail late)."""
+    settings = {}
+    for env_var, keyword, default in _BLRP_SETTINGS:
+        raw = os.environ.get(env_var, "").strip()
+        if not raw:
+            settings[keyword] = default
+            continue
+        if not raw.isdigit() or int(raw) == 0:
+            raise ConfigError(f"{env_var}={raw!r} is not a positive whole number")
+        settings[keyword] = int(raw)
+    if settings["max_export_batch_size"] > settings["max_queue_size"]:
+        raise ConfigError(
+            f"OTEL_BLRP_MAX_EXPORT_BATCH_SIZE ({settings['max_export_batch_size']}) is larger than "
+            f"OTEL_BLRP_MAX_QUEUE_SIZE ({settings['max_queue_size']}); make the batch size at most the queue size"
+        )
+    return settings
+
+
 def configure(
     service_name: str | None = None,
     *,
     resource_attributes: Mapping[str, Any] | None = None,
     traces_exporter: str | Sequence[str] | None = None,
     metrics_exporter: str | Sequence[str] | None = None,
+    logs_exporter: str | Sequence[str] | None = None,
+    log_level: int | str | None = None,
+    log_shutdown_timeout_ms: int = 5000,
     otlp_endpoint: str | None = None,
     otlp_protocol: str | None = None,
     prometheus_host: str | None = None,
@@ -146,6 +207,13 @@ def configure(
     endpoint and protocol come from ``OTEL_EXPORTER_OTLP_ENDPOINT`` /
     ``OTEL_EXPORTER_OTLP_PROTOCOL`` (``grpc`` by default, as
     ``opentelemetry-instrument`` does) unless given here.
+
+    Logs: ``logs_exporter`` / ``OTEL_LOGS_EXPORTER`` (``otlp``, ``console``, ``none``; default
+    ``otlp`` when traces go to OTLP, else ``none``) installs a LoggerProvider whose handler takes
+    Python ``logging`` records at ``log_level`` / ``OTEL_PYTHON_LOG_HANDLER_LEVEL`` (default
+    ``info``) and above. With ``set_global`` the handler goes on the root logger and the
+    LoggerProvider becomes the global one; otherwise attach ``telemetry.logs.handler`` yourself.
+    ``shutdown()`` spends at most ``log_shutdown_timeout_ms`` per log exporter flushing logs.
     """
     try:
         from opentelemetry.sdk.metrics import MeterProvider
@@ -160,12 +228,16 @@ def configure(
 
     trace_names = _exporter_names(traces_exporter, "OTEL_TRACES_EXPORTER", "otlp")
     metric_names = _exporter_names(metrics_exporter, "OTEL_METRICS_EXPORTER", "otlp")
+    log_names = _log_exporter_names(logs_exporter, trace_names)
+    level = _log_level(log_level) if log_names else logging.NOTSET
+    log_batch = _log_batch_settings() if log_names else {}
+    log_protocol = _protocol(otlp_protocol, "logs") if "otlp" in log_names else None
     attributes = dict(resource_attributes or {})
     if service_name:
         attributes[SERVICE_NAME] = service_name
     resource = Resource.create(attributes)
 
-    otlp_used = "otlp" in trace_names or "otlp" in metric_names
+    otlp_used = "otlp" in trace_names or "otlp" in metric_names or "otlp" in log_names
     protocol = _protocol(otlp_protocol, "traces") if otlp_used else None
 
     metric_protocol = _protocol(otlp_protocol, "metrics") if "otlp" in metric_names else None
@@ -215,11 +287,31 @@ def configure(
             readers.append(PeriodicExportingMetricReader(exporter, export_interval_millis=interval))
     meter_provider = MeterProvider(resource=resource, metric_readers=readers)
 
+    logs = None
+    if log_names:
+        from opentelemetry.sdk._logs.export import ConsoleLogRecordExporter
+
+        from .logs import LogPipeline
+
+        log_exporters = [
+            _otlp_exporter("logs", log_protocol or "grpc", otlp_endpoint) if name == "otlp" else ConsoleLogRecordExporter()
+            for name in log_names
+        ]
+        logs = LogPipeline.create(
+            log_exporters, resource=resource, meter_provider=meter_provider, level=level,
+            shutdown_timeout_millis=log_shutdown_timeout_ms, **log_batch,
+        )
+
     if set_global:
         from opentelemetry import metrics, trace
 
         trace.set_tracer_provider(tracer_provider)
         metrics.set_meter_provider(meter_provider)
+        if logs is not None:
+            from opentelemetry import _logs
+
+            _logs.set_logger_provider(logs.provider)
+            logs.attach()  # the root logger
 
     telemetry = Telemetry(
         tracer_provider=tracer_provider,
@@ -227,23 +319,30 @@ def configure(
         prometheus_address=prometheus_address,
         otlp_endpoint=(otlp_endpoint or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")) if otlp_used else None,
         otlp_protocol=protocol,
+        logs=logs,
         _prometheus_server=prometheus_server,
     )
     if instrument:
-        telemetry.instrumentors = _instrument_all(tracer_provider, meter_provider)
+        from .recorder import Recorder
+
+        telemetry.recorder = Recorder(tracer_provider=tracer_provider, meter_provider=meter_provider)
+        telemetry.instrumentors = _instrument_all(telemetry.recorder)
     return telemetry
 
 
-def _instrument_all(tracer_provider: Any, meter_provider: Any) -> list[Any]:
-    instrumentors = []
-    try:
-        import openai  # noqa: F401
-    except ImportError:
-        return instrumentors
-    from .instrumentation.openai import OpenAIInstrumentor
+def _instrument_all(recorder: Any) -> list[Any]:
+    """Instrument every supported SDK that is importable and not instrumented yet, all into one recorder."""
+    import importlib.util
 
-    instrumentor = OpenAIInstrumentor()
-    if not instrumentor.is_instrumented_by_opentelemetry:
-        instrumentor.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
-        instrumentors.append(instrumentor)
+    instrumentors = []
+    for sdk_module, module, name in (
+        ("openai", "otel_llm.instrumentation.openai", "OpenAIInstrumentor"),
+        ("anthropic", "otel_llm.instrumentation.anthropic", "AnthropicInstrumentor"),
+    ):
+        if importlib.util.find_spec(sdk_module) is None:
+            continue
+        instrumentor = getattr(importlib.import_module(module), name)()
+        if not instrumentor.is_instrumented_by_opentelemetry:
+            instrumentor.instrument(recorder=recorder)
+            instrumentors.append(instrumentor)
     return instrumentors

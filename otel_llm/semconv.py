@@ -52,6 +52,7 @@ TOKEN_TYPE_OUTPUT = "output"
 INPUT_MESSAGES = "gen_ai.input.messages"
 OUTPUT_MESSAGES = "gen_ai.output.messages"
 SYSTEM_INSTRUCTIONS = "gen_ai.system_instructions"
+TOOL_DEFINITIONS = "gen_ai.tool.definitions"
 SERVER_ADDRESS = "server.address"
 SERVER_PORT = "server.port"
 ERROR_TYPE = "error.type"
@@ -62,6 +63,7 @@ OPENAI_RESPONSE_SYSTEM_FINGERPRINT = "openai.response.system_fingerprint"
 
 # Our own span attributes.
 COST_USD = "llm.cost.usd"
+CONTENT_TRUNCATED = "llm.content.truncated"
 
 # Event carrying opt-in message content.
 EVENT_INFERENCE_DETAILS = "gen_ai.client.inference.operation.details"
@@ -111,3 +113,6 @@ ENV_CAPTURE_CONTENT = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 ENV_PRICES_FILE = "OTEL_LLM_PRICES_FILE"
 ENV_PROVIDERS = "OTEL_LLM_PROVIDERS"
 ENV_STREAM_USAGE = "OTEL_LLM_OPENAI_STREAM_USAGE"
+ENV_CONTENT_REDACT = "OTEL_LLM_CONTENT_REDACT"
+ENV_CONTENT_REDACT_REGEX = "OTEL_LLM_CONTENT_REDACT_REGEX"
+ENV_CONTENT_MAX_LENGTH = "OTEL_LLM_CONTENT_MAX_LENGTH"

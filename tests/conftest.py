@@ -4,6 +4,7 @@ import gc
 from collections.abc import Iterator
 from typing import Any
 
+import anthropic
 import openai
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
@@ -14,12 +15,14 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from otel_llm.content import CaptureMode
 from otel_llm.demo.upstream import UpstreamSimulator
+from otel_llm.instrumentation.anthropic import AnthropicInstrumentor
 from otel_llm.instrumentation.openai import OpenAIInstrumentor
 from otel_llm.pricing import PriceTable
 from otel_llm.recorder import Recorder
 from tests.support.fixtures import *  # noqa: F403
 
 API_KEY = "sk-test-0123456789abcdefSECRET"
+ANTHROPIC_KEY = "sk-ant-api03-test-0123456789SECRET"
 
 
 class Telemetry:
@@ -104,3 +107,33 @@ def client(upstream: UpstreamSimulator) -> openai.OpenAI:
 @pytest.fixture
 def async_client(upstream: UpstreamSimulator) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(base_url=upstream.base_url, api_key=API_KEY, max_retries=0, timeout=10)
+
+
+@pytest.fixture
+def instrument_anthropic(telemetry: Telemetry) -> Iterator[Any]:
+    instrumentor = AnthropicInstrumentor()
+
+    def start(**kwargs: Any) -> Recorder:
+        recorder = kwargs.pop("recorder", None) or telemetry.recorder(capture=kwargs.pop("capture", CaptureMode.NO_CONTENT))
+        instrumentor.instrument(recorder=recorder, **kwargs)
+        return recorder
+
+    yield start
+    instrumentor.uninstrument()
+
+
+@pytest.fixture
+def anthropic_client(upstream: UpstreamSimulator, telemetry: Telemetry) -> anthropic.Anthropic:
+    """The SDK's own tracing is on, into the same tracer provider: one call must still be one GenAI span."""
+    return anthropic.Anthropic(
+        base_url=upstream.anthropic_base_url, api_key=ANTHROPIC_KEY, max_retries=0, timeout=10,
+        open_telemetry={"tracer_provider": telemetry.tracer_provider},
+    )
+
+
+@pytest.fixture
+def async_anthropic_client(upstream: UpstreamSimulator, telemetry: Telemetry) -> anthropic.AsyncAnthropic:
+    return anthropic.AsyncAnthropic(
+        base_url=upstream.anthropic_base_url, api_key=ANTHROPIC_KEY, max_retries=0, timeout=10,
+        open_telemetry={"tracer_provider": telemetry.tracer_provider},
+    )

@@ -71,6 +71,7 @@ class OpenAIInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         recorder = kwargs.get("recorder") or Recorder(
             tracer_provider=kwargs.get("tracer_provider"),
             meter_provider=kwargs.get("meter_provider"),
+            logger_provider=kwargs.get("logger_provider"),
         )
         stream_usage = kwargs.get("stream_usage")
         if stream_usage is None:

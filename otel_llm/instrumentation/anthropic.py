@@ -1,0 +1,369 @@
+"""Instrumentation of the ``anthropic`` SDK (2.x, built on httpx2).
+
+Patched with ``wrapt``: ``messages.create`` (sync, async, ``stream=True``, ``with_raw_response``,
+``with_streaming_response``), ``messages.parse`` and the ``messages.stream(...)`` helper (its
+``text_stream`` and ``get_final_message()`` read through our stream proxy). ``count_tokens`` is left
+alone: it is not an inference and uses no tokens.
+
+One LLM call is one GenAI span. The SDK's own tracing (scope ``com.anthropic.sdk.python``) would
+add a second CLIENT span with ``gen_ai.*`` attributes for the same call and double every count in
+Tempo and in span-derived metrics, so otel-llm stands in for it: while an instrumented request is
+sent, the SDK's tracer hands out a non-recording span that carries the context of otel-llm's span.
+Nothing of the SDK's span is recorded, and the SDK's own propagation still sends otel-llm's trace
+context in the request headers (as its ``open_telemetry`` option / ``ANTHROPIC_OPEN_TELEMETRY_PROPAGATION``
+say). Calls otel-llm does not instrument (``count_tokens``, batches, models) keep the SDK's spans.
+
+Entry point name ``otel_llm_anthropic`` (the official instrumentation is ``anthropic``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Collection
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import wrapt
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+from opentelemetry.instrumentation.utils import unwrap
+
+from .. import semconv as sc
+from ..recorder import LLMCall, Recorder, current_call, report_internal_error
+from ._common import get, given, provider_for, provider_overrides_from_env, request_attributes, server_of
+from ._wrapping import Plan, async_wrapper, sync_wrapper, wrap_stream
+
+_MESSAGES = "anthropic.resources.messages.messages"
+_PATCHES = (
+    (_MESSAGES, "Messages.create", False),
+    (_MESSAGES, "AsyncMessages.create", True),
+    (_MESSAGES, "Messages.parse", False),
+    (_MESSAGES, "AsyncMessages.parse", True),
+)
+_STREAM_PATCHES = (
+    (_MESSAGES, "Messages.stream", False),
+    (_MESSAGES, "AsyncMessages.stream", True),
+)
+_PARAMS = (
+    ("temperature", sc.REQUEST_TEMPERATURE),
+    ("top_p", sc.REQUEST_TOP_P),
+    ("top_k", sc.REQUEST_TOP_K),
+    ("max_tokens", sc.REQUEST_MAX_TOKENS),
+    ("stop_sequences", sc.REQUEST_STOP_SEQUENCES),
+)
+# Which provider an Anthropic client class talks to, when not the Anthropic API.
+_CLIENT_PROVIDERS = {
+    "AnthropicBedrock": "aws.bedrock",
+    "AsyncAnthropicBedrock": "aws.bedrock",
+    "AnthropicAWS": "aws.bedrock",
+    "AsyncAnthropicAWS": "aws.bedrock",
+    "AnthropicVertex": "gcp.vertex_ai",
+    "AsyncAnthropicVertex": "gcp.vertex_ai",
+}
+
+
+class AnthropicInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+    """``AnthropicInstrumentor().instrument(tracer_provider=..., meter_provider=...)``."""
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return ("anthropic >= 2.0, < 3",)
+
+    def _instrument(self, **kwargs: Any) -> None:
+        recorder = kwargs.get("recorder") or Recorder(
+            tracer_provider=kwargs.get("tracer_provider"),
+            meter_provider=kwargs.get("meter_provider"),
+            logger_provider=kwargs.get("logger_provider"),
+        )
+        self.recorder = recorder
+        options = _Options(recorder, provider_overrides_from_env())
+        for module, name, is_async in _PATCHES:
+            wrapper = (async_wrapper if is_async else sync_wrapper)(options.plan, "messages")
+            wrapt.wrap_function_wrapper(module, name, wrapper)
+        for module, name, is_async in _STREAM_PATCHES:
+            wrapt.wrap_function_wrapper(module, name, _stream_helper_wrapper(options, is_async))
+        self._sdk_tracer = _install_tracer_guard()
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        for module, name, _is_async in _PATCHES + _STREAM_PATCHES:
+            owner, method = name.split(".")
+            unwrap(getattr(importlib.import_module(module), owner), method)
+        _remove_tracer_guard(getattr(self, "_sdk_tracer", None))
+
+
+class _StandInTracer(trace.NoOpTracer):
+    """What the SDK's tracer becomes during an instrumented request: spans that record nothing and
+    carry the context of otel-llm's span (so the SDK's propagation sends our trace context)."""
+
+    def __init__(self, span_context: trace.SpanContext) -> None:
+        self._span_context = span_context
+
+    def start_span(self, *args: Any, **kwargs: Any) -> trace.Span:
+        return trace.NonRecordingSpan(self._span_context)
+
+    @contextmanager
+    def start_as_current_span(self, *args: Any, **kwargs: Any) -> Iterator[trace.Span]:
+        with trace.use_span(self.start_span(), end_on_exit=False) as span:
+            yield span
+
+
+def _install_tracer_guard() -> Any:
+    """Replace ``BaseClient._tracer`` with a property that stands in during our requests."""
+    try:
+        from anthropic import _base_client
+
+        original = _base_client.BaseClient.__dict__.get("_tracer")
+        if not isinstance(original, property) or original.fget is None:
+            return None
+        sdk_tracer = original.fget
+
+        def _tracer(client: Any) -> Any:
+            call = current_call()
+            if call is not None:
+                return _StandInTracer(call.span.get_span_context())
+            return sdk_tracer(client)
+
+        _base_client.BaseClient._tracer = property(_tracer)  # type: ignore[attr-defined]
+        return original
+    except Exception:
+        report_internal_error("anthropic tracer guard")
+        return None
+
+
+def _remove_tracer_guard(original: Any) -> None:
+    if original is not None:
+        from anthropic import _base_client
+
+        _base_client.BaseClient._tracer = original  # type: ignore[attr-defined]
+
+
+class _Options:
+    __slots__ = ("recorder", "provider_overrides")
+
+    def __init__(self, recorder: Recorder, provider_overrides: dict[str, str]) -> None:
+        self.recorder = recorder
+        self.provider_overrides = provider_overrides
+
+    def plan(self, kind: str, instance: Any, kwargs: dict[str, Any]) -> _AnthropicPlan:
+        return _plan(self, kind, instance, kwargs)
+
+
+class _AnthropicPlan(Plan):
+    __slots__ = ("texts", "stop_reason")
+
+    def __init__(self, call: LLMCall, kwargs: dict[str, Any], kind: str, stream: bool) -> None:
+        super().__init__(call, kwargs, kind, stream)
+        self.texts: list[str] | None = [] if call.capture.enabled else None
+        self.stop_reason: str | None = None
+
+    def record(self, parsed: Any) -> None:
+        _record_message(self.call, parsed)
+
+    def stream_handler(self) -> Callable[[Any], bool]:
+        return _event_handler(self)
+
+
+def _plan(
+    options: _Options, kind: str, instance: Any, kwargs: dict[str, Any], stream: bool | None = None
+) -> _AnthropicPlan:
+    client = instance._client
+    host, port = server_of(client.base_url)
+    default = _CLIENT_PROVIDERS.get(type(client).__name__, sc.PROVIDER_ANTHROPIC)
+    provider = provider_for(host, port, default, options.provider_overrides)
+    model = kwargs.get("model")
+    model = model if isinstance(model, str) else None
+    if stream is None:
+        stream = kwargs.get("stream") is True
+    extra_body = kwargs.get("extra_body")
+    # Newer SDKs dropped the sampling parameters from the signature; callers send them in extra_body.
+    params = {**extra_body, **kwargs} if isinstance(extra_body, dict) else kwargs
+    attributes = request_attributes(params, _PARAMS)
+    call = options.recorder.start_call(
+        sc.OP_CHAT, provider, model, server_address=host, server_port=port, stream=stream, attributes=attributes
+    )
+    plan = _AnthropicPlan(call, kwargs, kind, stream)
+    if call.capture.enabled:
+        _capture_input(call, kwargs)
+    return plan
+
+
+# --- the messages.stream(...) helper --------------------------------------------------------------
+
+
+def _stream_helper_wrapper(options: _Options, is_async: bool) -> Callable[..., Any]:
+    """``messages.stream(...)`` returns a manager that sends the request on ``__enter__`` through a
+    private callable (an awaitable for the async client); we replace it so the call starts when the
+    request is sent and the raw event stream the manager reads is our proxy."""
+
+    def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: dict[str, Any]) -> Any:
+        manager = wrapped(*args, **kwargs)
+        try:
+            _hook_manager(manager, lambda: _plan(options, "messages", instance, kwargs, stream=True), is_async)
+        except Exception:
+            report_internal_error("anthropic messages.stream")
+        return manager
+
+    return wrapper
+
+
+def _hook_manager(manager: Any, make_plan: Callable[[], _AnthropicPlan], is_async: bool) -> None:
+    attribute = next(name for name in vars(manager) if name.endswith("__api_request"))
+    request = getattr(manager, attribute)
+
+    def start() -> _AnthropicPlan | None:
+        try:
+            return make_plan()
+        except Exception:
+            report_internal_error("anthropic messages.stream request")
+            return None
+
+    if is_async:
+
+        async def send_async() -> Any:
+            plan = start()
+            if plan is None:
+                return await request
+            token = otel_context.attach(plan.call.context)
+            try:
+                raw = await request
+            except BaseException as exc:
+                plan.call.fail(exc)
+                raise
+            finally:
+                otel_context.detach(token)
+            return wrap_stream(plan, raw, is_async=True)
+
+        setattr(manager, attribute, send_async())
+        return
+
+    def send() -> Any:
+        plan = start()
+        if plan is None:
+            return request()
+        token = otel_context.attach(plan.call.context)
+        try:
+            raw = request()
+        except BaseException as exc:
+            plan.call.fail(exc)
+            raise
+        finally:
+            otel_context.detach(token)
+        return wrap_stream(plan, raw, is_async=False)
+
+    setattr(manager, attribute, send)
+
+
+# --- responses and streamed events ----------------------------------------------------------------
+
+
+def _set_usage(call: LLMCall, usage: Any) -> None:
+    """Anthropic's input_tokens excludes cached input; the conventions' includes it."""
+    if usage is None:
+        return
+    uncached = get(usage, "input_tokens")
+    cache_read = get(usage, "cache_read_input_tokens")
+    cache_creation = get(usage, "cache_creation_input_tokens")
+    total_input = None
+    if uncached is not None:
+        total_input = uncached + (cache_read or 0) + (cache_creation or 0)
+    call.set_usage(
+        total_input,
+        get(usage, "output_tokens"),
+        cache_read_tokens=cache_read,
+        cache_creation_tokens=cache_creation,
+    )
+
+
+def _record_message(call: LLMCall, message: Any) -> None:
+    stop_reason = get(message, "stop_reason")
+    call.set_response(
+        model=get(message, "model"),
+        response_id=get(message, "id"),
+        finish_reasons=[stop_reason] if stop_reason else None,
+    )
+    _set_usage(call, get(message, "usage"))
+    if call.capture.enabled:
+        call.set_content(output_messages=[_output_message(get(message, "content"), stop_reason)])
+
+
+def _event_handler(plan: _AnthropicPlan) -> Callable[[Any], bool]:
+    call = plan.call
+    usage: dict[str, Any] = {}
+
+    def on_event(event: Any) -> bool:
+        kind = event.type
+        if kind == "content_block_delta":
+            call.chunk()
+            if plan.texts is not None:
+                text = getattr(event.delta, "text", None)
+                if text:
+                    plan.texts.append(text)
+        elif kind == "message_start":
+            message = event.message
+            call.set_response(model=message.model, response_id=message.id)
+            _merge_usage(usage, message.usage)
+            _set_usage(call, usage)
+        elif kind == "message_delta":
+            reason = getattr(event.delta, "stop_reason", None)
+            if reason:
+                plan.stop_reason = reason
+                call.set_response(finish_reasons=[reason])
+            _merge_usage(usage, event.usage)
+            _set_usage(call, usage)
+            if plan.texts is not None:
+                call.set_content(output_messages=[
+                    {"role": "assistant", "parts": [{"type": "text", "content": "".join(plan.texts)}],
+                     "finish_reason": reason or "unknown"}
+                ])
+        return False
+
+    return on_event
+
+
+def _merge_usage(usage: dict[str, Any], reported: Any) -> None:
+    """message_delta usage is cumulative and may omit (or null) what message_start reported."""
+    for key in ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens"):
+        value = get(reported, key)
+        if value is not None:
+            usage[key] = value
+
+
+# --- opt-in content -------------------------------------------------------------------------------
+
+
+def _parts(content: Any) -> list[dict[str, Any]]:
+    if isinstance(content, str):
+        return [{"type": "text", "content": content}]
+    parts: list[dict[str, Any]] = []
+    for block in content if isinstance(content, (list, tuple)) else ():
+        kind = get(block, "type")
+        if kind == "text":
+            parts.append({"type": "text", "content": get(block, "text")})
+        elif kind == "tool_use":
+            parts.append({"type": "tool_call", "id": get(block, "id"), "name": get(block, "name"),
+                          "arguments": get(block, "input")})
+        elif kind == "tool_result":
+            result = get(block, "content")
+            parts.append({"type": "tool_call_response", "id": get(block, "tool_use_id"),
+                          "response": result if isinstance(result, str) else _parts(result)})
+        elif kind == "thinking":
+            parts.append({"type": "reasoning", "content": get(block, "thinking")})
+    return parts
+
+
+def _capture_input(call: LLMCall, kwargs: dict[str, Any]) -> None:
+    messages = kwargs.get("messages")
+    system = kwargs.get("system")
+    tools = kwargs.get("tools")
+    call.set_content(
+        input_messages=[{"role": get(m, "role"), "parts": _parts(get(m, "content"))} for m in messages]
+        if isinstance(messages, (list, tuple)) else None,
+        system_instructions=_parts(system) if given(system) and system else None,
+        tool_definitions=[{"type": "function", "name": get(t, "name"), "description": get(t, "description")}
+                          for t in tools] if given(tools) and isinstance(tools, (list, tuple)) else None,
+    )
+
+
+def _output_message(content: Any, stop_reason: str | None) -> dict[str, Any]:
+    return {"role": "assistant", "parts": _parts(content), "finish_reason": stop_reason or "unknown"}

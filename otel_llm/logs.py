@@ -1,0 +1,333 @@
+"""Python ``logging`` records as OTLP log records, without making the application wait or fail.
+
+* :class:`LogHandler` turns a ``logging`` record into an OpenTelemetry log record (trace and
+  span ids from the active context, the resource from the LoggerProvider). It never raises into
+  the caller of ``logger.info`` and never feeds the pipeline's own complaints back into it.
+* :class:`BatchLogProcessor` is the SDK's ``BatchLogRecordProcessor`` (bounded queue, export on a
+  worker thread) plus an exact count of every record it loses, and a shutdown with a time bound.
+* :class:`LogPipeline` ties them to a LoggerProvider and reports the losses as the counter
+  ``otel_llm.logs.dropped`` on a MeterProvider.
+
+``configure()`` in :mod:`otel_llm.sdk` builds all of this from the ``OTEL_*`` environment.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import threading
+import traceback
+from collections.abc import Iterable, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from time import time_ns
+from typing import Any
+
+from opentelemetry._logs import LogRecord
+from opentelemetry.context import get_current
+from opentelemetry.instrumentation.log_utils import std_to_otel
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
+from opentelemetry.sdk._logs import LoggerProvider, ReadableLogRecord
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter, LogRecordExportResult
+
+from .version import __version__
+
+__all__ = [
+    "DROPPED_METRIC",
+    "DROP_REASONS",
+    "BatchLogProcessor",
+    "LogCounts",
+    "LogHandler",
+    "LogPipeline",
+]
+
+_log = logging.getLogger(__name__)
+
+DROPPED_METRIC = "otel_llm.logs.dropped"
+DROPPED_UNIT = "{log_record}"
+# Values of the counter's ``error.type`` attribute: why a record never reached the collector.
+QUEUE_FULL = "queue_full"  # the bounded queue was full when the record was emitted (the oldest queued record goes)
+ALREADY_SHUTDOWN = "already_shutdown"  # emitted after shutdown
+EXPORT_FAILED = "export_failed"  # the exporter gave up on its batch (collector down, refusing, too slow) or raised
+SHUTDOWN_TIMEOUT = "shutdown_timeout"  # still queued when shutdown's time bound ran out
+HANDLER_ERROR = "handler_error"  # a filter, formatter, format argument or attribute raised while converting it
+DROP_REASONS = (QUEUE_FULL, ALREADY_SHUTDOWN, EXPORT_FAILED, SHUTDOWN_TIMEOUT, HANDLER_ERROR)
+
+
+class LogCounts:
+    """Thread-safe tallies: the drop reasons above, plus ``submitted`` (handed to the exporter)
+    and ``exported`` (accepted by it)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = {}
+
+    def add(self, key: str, n: int = 1) -> None:
+        with self._lock:
+            self._counts[key] = self._counts.get(key, 0) + n
+
+    def get(self, key: str) -> int:
+        return self._counts.get(key, 0)
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)
+
+    def dropped(self) -> int:
+        with self._lock:
+            return sum(self._counts.get(reason, 0) for reason in DROP_REASONS)
+
+
+# ---------------------------------------------------------------------- handler
+
+# Attributes every LogRecord has (plus what formatters add): the rest came from ``extra=``.
+_RESERVED = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
+_SEVERITY_TEXT = {"WARNING": "WARN", "CRITICAL": "FATAL"}  # OTel's short names
+_handling: ContextVar[bool] = ContextVar("otel_llm_log_handling", default=False)
+
+
+class LogHandler(logging.Handler):
+    """A ``logging.Handler`` that emits OpenTelemetry log records through ``logger_provider``.
+
+    The OTel logger is named after the ``logging`` logger; the body is the formatted message
+    (``self.format`` when a formatter is set); ``extra=`` fields become attributes, with
+    ``code.*`` and, for exceptions, ``exception.*``.
+
+    It never raises: a record that cannot be converted (a filter, formatter, format argument or
+    attribute raising) is dropped and counted as ``handler_error``, and the first such error per
+    exception type is logged. Records logged *while* it handles a record (the SDK warning about a
+    full queue or a bad attribute) and records logged inside the export pipeline (exporters run
+    with instrumentation suppressed) are left to the other handlers: the pipeline's own failures
+    can never loop back into it.
+    """
+
+    def __init__(self, logger_provider: Any, level: int = logging.NOTSET, counts: LogCounts | None = None) -> None:
+        super().__init__(level)
+        self._provider = logger_provider
+        self._loggers: dict[str, Any] = {}
+        self.counts = counts if counts is not None else LogCounts()
+        self._reported: set[type[BaseException]] = set()
+
+    def handle(self, record: logging.LogRecord) -> Any:
+        if _handling.get() or not is_instrumentation_enabled():
+            return False
+        token = _handling.set(True)
+        try:
+            return super().handle(record)  # filters, then emit() under the handler lock
+        except Exception as error:  # noqa: BLE001 - logging must never break the caller
+            self.counts.add(HANDLER_ERROR)
+            if type(error) not in self._reported:
+                self._reported.add(type(error))
+                _log.warning(
+                    "otel-llm: a log record from logger %r could not be exported (%s); such records are "
+                    "dropped and counted in %s", record.name, type(error).__name__, DROPPED_METRIC, exc_info=True,
+                )
+            return False
+        finally:
+            _handling.reset(token)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        logger = self._loggers.get(record.name)
+        if logger is None:
+            logger = self._loggers.setdefault(record.name, self._provider.get_logger(record.name))
+        logger.emit(self._translate(record))
+
+    def _translate(self, record: logging.LogRecord) -> LogRecord:
+        body = self.format(record) if self.formatter else record.getMessage()
+        attributes: dict[str, Any] = {k: v for k, v in vars(record).items() if k not in _RESERVED}
+        attributes["code.file.path"] = record.pathname
+        attributes["code.function.name"] = record.funcName
+        attributes["code.line.number"] = record.lineno
+        if record.exc_info and record.exc_info[0] is not None:
+            exc_type, exc, tb = record.exc_info
+            attributes["exception.type"] = exc_type.__qualname__
+            attributes["exception.message"] = str(exc)
+            attributes["exception.stacktrace"] = "".join(traceback.format_exception(exc_type, exc, tb))
+        return LogRecord(
+            timestamp=int(record.created * 1e9),
+            observed_timestamp=time_ns(),
+            context=get_current(),
+            severity_text=_SEVERITY_TEXT.get(record.levelname, record.levelname),
+            severity_number=std_to_otel(record.levelno),
+            body=body,
+            attributes=attributes,
+        )
+
+    def flush(self) -> None:
+        """Nothing to do: flushing would wait on the network (``LogPipeline.shutdown`` flushes)."""
+
+
+# ---------------------------------------------------------------------- processor
+
+
+class _CountingExporter(LogRecordExporter):
+    """Counts what the wrapped exporter accepted and what it gave up on."""
+
+    def __init__(self, exporter: LogRecordExporter, counts: LogCounts) -> None:
+        self.exporter = exporter
+        self._counts = counts
+
+    def export(self, batch: Sequence[ReadableLogRecord]) -> Any:
+        try:
+            result = self.exporter.export(batch)
+        except Exception:
+            self._counts.add(EXPORT_FAILED, len(batch))
+            raise  # the SDK's worker logs it and carries on
+        ok = getattr(result, "name", None) == LogRecordExportResult.SUCCESS.name
+        self._counts.add("exported" if ok else EXPORT_FAILED, len(batch))
+        return result
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        if "timeout_millis" in inspect.signature(self.exporter.shutdown).parameters:
+            self.exporter.shutdown(timeout_millis=timeout_millis)
+        else:
+            self.exporter.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self.exporter.force_flush(timeout_millis)
+
+
+class _DropHook:
+    """Stands in for the SDK processor's internal metrics object: the SDK calls ``drop_items``
+    exactly where it drops a record and ``finish_items`` when it hands a batch to the exporter."""
+
+    def __init__(self, inner: Any, counts: LogCounts) -> None:
+        self._inner = inner
+        self._counts = counts
+
+    def register_queue_size(self, get_queue_size: Any) -> None:
+        self._inner.register_queue_size(get_queue_size)
+
+    def drop_items(self, count: int, error_type: str = QUEUE_FULL) -> None:
+        self._counts.add(error_type, count)
+        self._inner.drop_items(count, error_type)
+
+    def finish_items(self, count: int) -> None:
+        self._counts.add("submitted", count)
+        self._inner.finish_items(count)
+
+
+class BatchLogProcessor(BatchLogRecordProcessor):
+    """The SDK's batch processor, counting every record it loses, with a bounded shutdown.
+
+    Emitting appends to a bounded deque (``max_queue_size``; when full the oldest record is
+    dropped) and at most wakes the worker thread; the network is only touched by the worker.
+    ``shutdown()`` waits at most ``shutdown_timeout_millis`` for the worker to export what is
+    queued, then shuts the exporter down (which aborts its retries) and returns; whatever is still
+    queued then is counted as ``shutdown_timeout``. Queue size, batch size and schedule delay
+    default to ``OTEL_BLRP_*`` as in the SDK.
+    """
+
+    def __init__(
+        self,
+        exporter: LogRecordExporter,
+        *,
+        max_queue_size: int | None = None,
+        max_export_batch_size: int | None = None,
+        schedule_delay_millis: float | None = None,
+        shutdown_timeout_millis: float = 5_000,
+        meter_provider: MeterProvider | None = None,
+    ) -> None:
+        self.counts = LogCounts()
+        self.exporter = exporter
+        super().__init__(
+            _CountingExporter(exporter, self.counts),
+            schedule_delay_millis=schedule_delay_millis,
+            max_export_batch_size=max_export_batch_size,
+            max_queue_size=max_queue_size,
+            meter_provider=meter_provider,
+        )
+        # The SDK (1.39 - 1.45 at least) counts its drops only into opt-in internal metrics; we
+        # hook the object it reports them to. Pinned by tests/test_logs.py.
+        batch = self._batch_processor
+        batch._metrics = _DropHook(batch._metrics, self.counts)
+        self.max_queue_size: int = batch._max_queue_size
+        self.shutdown_timeout_millis = shutdown_timeout_millis
+        self._closed = False
+
+    def pending(self) -> int:
+        """Records waiting in the queue (not yet handed to the exporter)."""
+        return len(self._batch_processor._queue)
+
+    def shutdown(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._batch_processor.shutdown(timeout_millis=self.shutdown_timeout_millis)
+        queue = self._batch_processor._queue
+        left = len(queue)
+        queue.clear()
+        if left:
+            self.counts.add(SHUTDOWN_TIMEOUT, left)
+
+
+# ---------------------------------------------------------------------- pipeline
+
+
+@dataclass
+class LogPipeline:
+    """A LoggerProvider, its batch processors and the ``logging`` handler feeding it."""
+
+    provider: LoggerProvider
+    handler: LogHandler
+    processors: list[BatchLogProcessor]
+    _attached_to: list[logging.Logger] = field(default_factory=list)
+
+    @classmethod
+    def create(
+        cls,
+        exporters: Iterable[LogRecordExporter],
+        *,
+        resource: Any = None,
+        meter_provider: MeterProvider | None = None,
+        level: int = logging.INFO,
+        shutdown_timeout_millis: float = 5_000,
+        **batch_options: Any,
+    ) -> LogPipeline:
+        """One ``BatchLogProcessor`` per exporter; ``batch_options`` go to each (queue and batch
+        sizes, schedule delay). With ``meter_provider``, drops are reported as ``otel_llm.logs.dropped``."""
+        provider = LoggerProvider(resource=resource, meter_provider=meter_provider)
+        processors = []
+        for exporter in exporters:
+            processor = BatchLogProcessor(
+                exporter, shutdown_timeout_millis=shutdown_timeout_millis, meter_provider=meter_provider, **batch_options
+            )
+            provider.add_log_record_processor(processor)
+            processors.append(processor)
+        pipeline = cls(provider, LogHandler(provider, level), processors)
+        if meter_provider is not None:
+            pipeline._register_metric(meter_provider)
+        return pipeline
+
+    def dropped(self) -> dict[str, int]:
+        """Records lost so far, by reason (every reason present, zeros included)."""
+        tallies = [p.counts for p in self.processors] + [self.handler.counts]
+        return {reason: sum(t.get(reason) for t in tallies) for reason in DROP_REASONS}
+
+    def _register_metric(self, meter_provider: MeterProvider) -> None:
+        def observe(_options: CallbackOptions) -> list[Observation]:
+            return [Observation(n, {"error.type": reason}) for reason, n in self.dropped().items()]
+
+        meter = meter_provider.get_meter("otel_llm.logs", __version__)
+        meter.create_observable_counter(
+            DROPPED_METRIC,
+            callbacks=[observe],
+            unit=DROPPED_UNIT,
+            description="Log records that never reached the collector, by reason (error.type)",
+        )
+
+    def attach(self, logger: logging.Logger | None = None) -> None:
+        """Add the handler to ``logger`` (the root logger by default); ``shutdown()`` removes it."""
+        logger = logger if logger is not None else logging.getLogger()
+        if self.handler not in logger.handlers:
+            logger.addHandler(self.handler)
+            self._attached_to.append(logger)
+
+    def shutdown(self) -> None:
+        """Detach the handler, then flush and stop; returns within about ``shutdown_timeout_millis``
+        per exporter, whatever state the collector is in."""
+        for logger in self._attached_to:
+            logger.removeHandler(self.handler)
+        self._attached_to.clear()
+        self.provider.shutdown()
