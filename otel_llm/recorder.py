@@ -97,14 +97,17 @@ class Recorder:
             else None
         )
         self._listeners: list[Callable[[LLMCall], None]] = []
+        self._start_listeners: list[Callable[[LLMCall], None]] = []
 
-    def add_listener(self, listener: Callable[[LLMCall], None]) -> None:
-        """Call ``listener(call)`` after every call ends (gateway health, summaries)."""
-        self._listeners.append(listener)
+    def add_listener(self, listener: Callable[[LLMCall], None], *, on_start: bool = False) -> None:
+        """Call ``listener(call)`` after every call ends (gateway health, summaries), or, with
+        ``on_start=True``, when it starts (calls in flight). A listener's errors are contained."""
+        (self._start_listeners if on_start else self._listeners).append(listener)
 
     def remove_listener(self, listener: Callable[[LLMCall], None]) -> None:
-        if listener in self._listeners:
-            self._listeners.remove(listener)
+        for listeners in (self._listeners, self._start_listeners):
+            if listener in listeners:
+                listeners.remove(listener)
 
     def start_call(
         self,
@@ -118,7 +121,13 @@ class Recorder:
         attributes: Mapping[str, AttributeValue] | None = None,
     ) -> LLMCall:
         """Open the call's span; the caller must end it with ``end()`` or ``fail()``."""
-        return LLMCall(self, operation, provider, model, server_address, server_port, stream, attributes)
+        call = LLMCall(self, operation, provider, model, server_address, server_port, stream, attributes)
+        for listener in self._start_listeners:
+            try:
+                listener(call)
+            except Exception:
+                report_internal_error("recorder start listener")
+        return call
 
 
 def _histogram(meter: Any, spec: tuple[str, str, str], buckets: Sequence[float]) -> Any:
@@ -141,6 +150,7 @@ class LLMCall:
         "operation", "provider", "request_model", "response_model", "stream", "chunks",
         "input_tokens", "output_tokens", "cache_read_tokens", "cache_creation_tokens",
         "reasoning_tokens", "cost", "duration", "time_to_first_chunk", "error_type", "_token", "_content",
+        "response_headers",
     )
 
     def __init__(
@@ -172,6 +182,7 @@ class LLMCall:
         self.time_to_first_chunk: float | None = None
         self.error_type: str | None = None
         self._content: dict[str, str] | None = None
+        self.response_headers: Mapping[str, str] | None = None  # the provider's HTTP response headers
         metric_attributes: dict[str, AttributeValue] = {sc.OPERATION_NAME: operation, sc.PROVIDER_NAME: provider}
         if model:
             metric_attributes[sc.REQUEST_MODEL] = model

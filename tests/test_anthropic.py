@@ -287,3 +287,17 @@ def test_uninstrument_restores_the_sdk_exactly(telemetry):
     assert all(current()[key] is not before[key] for key in before)
     instrumentor.uninstrument()
     assert all(current()[key] is before[key] for key in before)
+
+
+def test_response_headers_are_kept_on_the_call(instrument_anthropic, anthropic_client):
+    recorder = instrument_anthropic()
+    ended = []
+    recorder.add_listener(ended.append)
+    anthropic_client.messages.create(model=MODEL, max_tokens=50, messages=MESSAGES)
+    with anthropic_client.messages.stream(model=MODEL, max_tokens=50, messages=MESSAGES) as stream:
+        stream.until_done()
+    _raise(anthropic_client, "error-429")
+    plain, streamed, limited = ended
+    assert plain.response_headers["anthropic-ratelimit-requests-remaining"]
+    assert streamed.response_headers["anthropic-ratelimit-tokens-remaining"]
+    assert limited.response_headers["anthropic-ratelimit-requests-remaining"] == "0"

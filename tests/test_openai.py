@@ -482,3 +482,20 @@ def test_structured_output_parse_and_stream_helper(instrument, telemetry, client
     assert second.attributes[sc.REQUEST_STREAM] is True
     assert second.attributes[sc.USAGE_OUTPUT_TOKENS] > 0
     assert final.usage is None  # the caller did not ask for usage: the hidden chunk stays hidden
+
+
+def test_response_headers_are_kept_on_the_call(instrument, client):
+    recorder = instrument()
+    ended = []
+    recorder.add_listener(ended.append)
+    started = []
+    recorder.add_listener(started.append, on_start=True)
+    client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    list(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True))
+    _raise(client, "error-429")
+    assert started == ended and len(ended) == 3
+    ok, streamed, limited = ended
+    assert int(ok.response_headers["x-ratelimit-remaining-requests"]) > 0
+    assert streamed.response_headers["x-ratelimit-limit-tokens"]
+    assert limited.error_type == "RateLimitError"
+    assert limited.response_headers["x-ratelimit-remaining-requests"] == "0"

@@ -15,7 +15,7 @@ from typing import Any
 import wrapt
 from opentelemetry import context as otel_context
 
-from ..recorder import LLMCall, report_internal_error
+from ..recorder import LLMCall, current_call, report_internal_error
 from ..streaming import AsyncStreamProxy, SyncStreamProxy
 
 RAW_RESPONSE_HEADER = "X-Stainless-Raw-Response"
@@ -58,7 +58,7 @@ def sync_wrapper(make_plan: PlanFactory, kind: str) -> Callable[..., Any]:
         try:
             result = wrapped(*args, **plan.kwargs)
         except BaseException as exc:
-            plan.call.fail(exc)
+            fail_call(plan.call, exc)
             raise
         finally:
             otel_context.detach(token)
@@ -78,13 +78,38 @@ def async_wrapper(make_plan: PlanFactory, kind: str) -> Callable[..., Any]:
         try:
             result = await wrapped(*args, **plan.kwargs)
         except BaseException as exc:
-            plan.call.fail(exc)
+            fail_call(plan.call, exc)
             raise
         finally:
             otel_context.detach(token)
         return on_result(plan, result, is_async=True)
 
     return wrapper
+
+
+def fail_call(call: LLMCall, exc: BaseException) -> None:
+    """Fail the call; an HTTP error's response headers (rate limits on a 429) are kept."""
+    if call.response_headers is None:
+        response = getattr(exc, "response", None)
+        call.response_headers = getattr(response, "headers", None)
+    call.fail(exc)
+
+
+def response_header_patches(sdk: str) -> tuple[tuple[str, str], ...]:
+    """Where a Stainless SDK turns an HTTP response into a result: the place to read its headers."""
+    module = f"{sdk}._base_client"
+    return ((module, "SyncAPIClient._process_response"), (module, "AsyncAPIClient._process_response"))
+
+
+def capture_response_headers(wrapped: Any, instance: Any, args: Any, kwargs: dict[str, Any]) -> Any:
+    """Keep the HTTP response headers on the call being sent (the async variant's coroutine is
+    returned unawaited: the headers are read before it runs)."""
+    call = current_call()
+    if call is not None:
+        response = kwargs.get("response")
+        if response is not None:
+            call.response_headers = response.headers
+    return wrapped(*args, **kwargs)
 
 
 def on_result(plan: Plan, result: Any, is_async: bool) -> Any:

@@ -33,7 +33,15 @@ from opentelemetry.instrumentation.utils import unwrap
 from .. import semconv as sc
 from ..recorder import LLMCall, Recorder, current_call, report_internal_error
 from ._common import get, given, provider_for, provider_overrides_from_env, request_attributes, server_of
-from ._wrapping import Plan, async_wrapper, sync_wrapper, wrap_stream
+from ._wrapping import (
+    Plan,
+    async_wrapper,
+    capture_response_headers,
+    fail_call,
+    response_header_patches,
+    sync_wrapper,
+    wrap_stream,
+)
 
 _MESSAGES = "anthropic.resources.messages.messages"
 _PATCHES = (
@@ -83,10 +91,13 @@ class AnthropicInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             wrapt.wrap_function_wrapper(module, name, wrapper)
         for module, name, is_async in _STREAM_PATCHES:
             wrapt.wrap_function_wrapper(module, name, _stream_helper_wrapper(options, is_async))
+        for module, name in response_header_patches("anthropic"):
+            wrapt.wrap_function_wrapper(module, name, capture_response_headers)
         self._sdk_tracer = _install_tracer_guard()
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        for module, name, _is_async in _PATCHES + _STREAM_PATCHES:
+        patched = [(m, n) for m, n, _a in _PATCHES + _STREAM_PATCHES] + list(response_header_patches("anthropic"))
+        for module, name in patched:
             owner, method = name.split(".")
             unwrap(getattr(importlib.import_module(module), owner), method)
         _remove_tracer_guard(getattr(self, "_sdk_tracer", None))
@@ -228,7 +239,7 @@ def _hook_manager(manager: Any, make_plan: Callable[[], _AnthropicPlan], is_asyn
             try:
                 raw = await request
             except BaseException as exc:
-                plan.call.fail(exc)
+                fail_call(plan.call, exc)
                 raise
             finally:
                 otel_context.detach(token)
@@ -245,7 +256,7 @@ def _hook_manager(manager: Any, make_plan: Callable[[], _AnthropicPlan], is_asyn
         try:
             raw = request()
         except BaseException as exc:
-            plan.call.fail(exc)
+            fail_call(plan.call, exc)
             raise
         finally:
             otel_context.detach(token)

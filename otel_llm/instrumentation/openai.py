@@ -23,7 +23,7 @@ from opentelemetry.instrumentation.utils import unwrap
 from .. import semconv as sc
 from ..recorder import LLMCall, Recorder
 from ._common import get, given, provider_for, provider_overrides_from_env, request_attributes, server_of
-from ._wrapping import Plan, async_wrapper, sync_wrapper
+from ._wrapping import Plan, async_wrapper, capture_response_headers, response_header_patches, sync_wrapper
 
 _PATCHES = (
     ("openai.resources.chat.completions.completions", "Completions.create", "chat", False),
@@ -81,11 +81,13 @@ class OpenAIInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         for module, name, kind, is_async in _PATCHES:
             wrapper = (async_wrapper if is_async else sync_wrapper)(options.plan, kind)
             wrapt.wrap_function_wrapper(module, name, wrapper)
+        for module, name in response_header_patches("openai"):
+            wrapt.wrap_function_wrapper(module, name, capture_response_headers)
 
     def _uninstrument(self, **kwargs: Any) -> None:
         import importlib
 
-        for module, name, _kind, _is_async in _PATCHES:
+        for module, name in [(m, n) for m, n, _k, _a in _PATCHES] + list(response_header_patches("openai")):
             owner, method = name.split(".")
             unwrap(getattr(importlib.import_module(module), owner), method)
 
