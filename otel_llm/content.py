@@ -80,6 +80,18 @@ TRUNCATION_MARK = "…[truncated]"
 DEFAULT_MAX_LENGTH = 16384
 
 
+_global_redactor: Callable[[str], str] | None = None
+
+
+def set_redactor(redactor: Callable[[str], str] | None) -> None:
+    """Install a process-wide ``redactor(text) -> text`` applied to every captured text, after the
+    built-in patterns and before truncation (works under ``opentelemetry-instrument`` too)."""
+    global _global_redactor
+    if redactor is not None and not callable(redactor):
+        raise ContentConfigError(f"set_redactor() needs a callable taking and returning str, got {redactor!r}")
+    _global_redactor = redactor
+
+
 class ContentConfigError(ValueError):
     """Bad content capture settings; the message says which variable and what is allowed."""
 
@@ -127,8 +139,9 @@ class ContentPolicy:
         value = scrub_secrets(value)
         if self._pattern is not None:
             value = self._pattern.sub(REDACTED, value)
-        if self.redactor is not None:
-            value = self.redactor(value)
+        redactor = self.redactor or _global_redactor
+        if redactor is not None:
+            value = redactor(value)
         if self.max_length and len(value) > self.max_length:
             return value[: self.max_length] + TRUNCATION_MARK, True
         return value, False

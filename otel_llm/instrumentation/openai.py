@@ -177,7 +177,9 @@ def _plan(options: _Options, kind: str, instance: Any, kwargs: dict[str, Any]) -
     )
     plan = _OpenAIPlan(call, kwargs, kind, stream, hide_usage)
     if plan.capture and kind == "chat":
-        _capture_chat_input(call, kwargs.get("messages"))
+        _capture_chat_input(call, kwargs)
+    elif plan.capture and kind == "responses":
+        _capture_responses_input(call, kwargs)
     return plan
 
 
@@ -327,7 +329,8 @@ def _record_embeddings(call: LLMCall, response: Any) -> None:
 # --- opt-in content -------------------------------------------------------------------------------
 
 
-def _capture_chat_input(call: LLMCall, messages: Any) -> None:
+def _capture_chat_input(call: LLMCall, kwargs: dict[str, Any]) -> None:
+    messages = kwargs.get("messages")
     if not isinstance(messages, (list, tuple)):
         return
     system, inputs = [], []
@@ -336,25 +339,52 @@ def _capture_chat_input(call: LLMCall, messages: Any) -> None:
         parts = _text_parts(get(message, "content"))
         if role in ("system", "developer"):
             system.extend(parts)
-        else:
-            inputs.append({"role": role, "parts": parts})
-    call.set_content(input_messages=inputs, system_instructions=system or None)
+            continue
+        if role == "tool":
+            parts = [{"type": "tool_call_response", "id": get(message, "tool_call_id"),
+                      "response": get(message, "content")}]
+        for tool_call in get(message, "tool_calls") or ():
+            parts.append(_tool_call_part(tool_call))
+        inputs.append({"role": role, "parts": parts})
+    tools = kwargs.get("tools")
+    definitions = None
+    if given(tools) and isinstance(tools, (list, tuple)):
+        definitions = [{"type": "function", "name": get(get(t, "function"), "name"),
+                        "description": get(get(t, "function"), "description")} for t in tools]
+    call.set_content(input_messages=inputs, system_instructions=system or None, tool_definitions=definitions)
+
+
+def _capture_responses_input(call: LLMCall, kwargs: dict[str, Any]) -> None:
+    items = kwargs.get("input")
+    if isinstance(items, str):
+        items = [{"role": "user", "content": items}]
+    inputs = [{"role": get(item, "role") or "user", "parts": _text_parts(get(item, "content"))}
+              for item in items if get(item, "content") is not None] if isinstance(items, (list, tuple)) else None
+    instructions = kwargs.get("instructions")
+    call.set_content(
+        input_messages=inputs,
+        system_instructions=[{"type": "text", "content": instructions}] if isinstance(instructions, str) else None,
+    )
+
+
+def _tool_call_part(tool_call: Any) -> dict[str, Any]:
+    function = get(tool_call, "function")
+    return {"type": "tool_call", "id": get(tool_call, "id"), "name": get(function, "name"),
+            "arguments": get(function, "arguments")}
 
 
 def _text_parts(content: Any) -> list[dict[str, Any]]:
     if isinstance(content, str):
         return [{"type": "text", "content": content}]
     if isinstance(content, (list, tuple)):
-        return [{"type": "text", "content": get(part, "text")} for part in content if get(part, "type") == "text"]
+        return [{"type": "text", "content": get(part, "text")} for part in content
+                if get(part, "type") in ("text", "input_text", "output_text")]
     return []
 
 
 def _output_message(message: Any, finish_reason: str) -> dict[str, Any]:
     parts = _text_parts(get(message, "content"))
-    for tool_call in get(message, "tool_calls") or ():
-        function = get(tool_call, "function")
-        parts.append({"type": "tool_call", "id": get(tool_call, "id"), "name": get(function, "name"),
-                      "arguments": get(function, "arguments")})
+    parts.extend(_tool_call_part(tool_call) for tool_call in get(message, "tool_calls") or ())
     return {"role": "assistant", "parts": parts, "finish_reason": finish_reason}
 
 
