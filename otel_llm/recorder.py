@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -17,7 +18,7 @@ from typing import Any, TypeVar
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry._logs import get_logger
-from opentelemetry.metrics import MeterProvider, get_meter
+from opentelemetry.metrics import MeterProvider, Observation, get_meter
 from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
 
 from . import semconv as sc
@@ -71,6 +72,7 @@ class Recorder:
         prices: PriceTable | None = None,
         capture: CaptureMode | None = None,
         content_policy: ContentPolicy | None = None,
+        max_metric_values: int | None = None,
     ) -> None:
         self.tracer = trace.get_tracer(
             sc.INSTRUMENTATION_SCOPE, __version__, tracer_provider, schema_url=sc.SCHEMA_URL
@@ -80,8 +82,11 @@ class Recorder:
         self.token_usage = _histogram(meter, sc.METRIC_TOKEN_USAGE, sc.TOKEN_BUCKETS)
         self.time_to_first_chunk = _histogram(meter, sc.METRIC_TIME_TO_FIRST_CHUNK, sc.DURATION_BUCKETS)
         self.time_per_output_chunk = _histogram(meter, sc.METRIC_TIME_PER_OUTPUT_CHUNK, sc.DURATION_BUCKETS)
+        # Cost is summed here and reported by an observable counter: a dict update per call instead
+        # of a synchronous record (the SDK's per-record cost is most of the instrumentation's).
+        self.cost = CostTotals()
         name, unit, description = sc.METRIC_COST
-        self.cost = meter.create_counter(name, unit=unit, description=description)
+        meter.create_observable_counter(name, callbacks=[self.cost.observe], unit=unit, description=description)
         self.prices = prices if prices is not None else PriceTable.from_env()
         self.capture = capture if capture is not None else capture_mode_from_env()
         self.content_policy = content_policy
@@ -98,6 +103,11 @@ class Recorder:
         )
         self._listeners: list[Callable[[LLMCall], None]] = []
         self._start_listeners: list[Callable[[LLMCall], None]] = []
+        # Metric attributes whose values come from outside (request, response, base URL): bounded.
+        limit = max_metric_values if max_metric_values is not None else _max_metric_values_from_env()
+        self.request_models = ValueLimit(sc.REQUEST_MODEL, limit)
+        self.response_models = ValueLimit(sc.RESPONSE_MODEL, limit)
+        self.servers = ValueLimit(sc.SERVER_ADDRESS, limit)  # (address, port) pairs
 
     def add_listener(self, listener: Callable[[LLMCall], None], *, on_start: bool = False) -> None:
         """Call ``listener(call)`` after every call ends (gateway health, summaries), or, with
@@ -135,6 +145,39 @@ def _histogram(meter: Any, spec: tuple[str, str, str], buckets: Sequence[float])
     return meter.create_histogram(
         name, unit=unit, description=description, explicit_bucket_boundaries_advisory=buckets
     )
+
+
+class CostTotals:
+    """Cumulative cost per metric attribute set, observed by the ``llm.client.cost`` counter.
+
+    Bounded like the SDK's own cardinality limit: past ``limit`` attribute sets, cost goes to one
+    overflow series marked ``otel.metric.overflow=true``.
+    """
+
+    def __init__(self, limit: int = 2000) -> None:
+        self._totals: dict[tuple[Any, ...], list[Any]] = {}
+        self._lock = threading.Lock()
+        self._limit = limit
+
+    def add(self, amount: float, attributes: Mapping[str, AttributeValue]) -> None:
+        key = tuple(attributes.items())
+        with self._lock:
+            entry = self._totals.get(key)
+            if entry is None:
+                if len(self._totals) >= self._limit:
+                    key, attributes = _OVERFLOW_KEY, _OVERFLOW_ATTRIBUTES
+                    entry = self._totals.get(key)
+                if entry is None:
+                    entry = self._totals[key] = [dict(attributes), 0.0]
+            entry[1] += amount
+
+    def observe(self, options: Any = None) -> list[Observation]:
+        with self._lock:
+            return [Observation(total, attributes) for attributes, total in self._totals.values()]
+
+
+_OVERFLOW_ATTRIBUTES = {"otel.metric.overflow": True}
+_OVERFLOW_KEY = tuple(_OVERFLOW_ATTRIBUTES.items())
 
 
 class LLMCall:
@@ -190,8 +233,8 @@ class LLMCall:
             metric_attributes[sc.SERVER_ADDRESS] = server_address
             if server_port:
                 metric_attributes[sc.SERVER_PORT] = server_port
-        self._metric_attributes = metric_attributes
-        span_attributes = dict(metric_attributes)
+        span_attributes = dict(metric_attributes)  # the span keeps the true values
+        self._metric_attributes = _bounded(recorder, metric_attributes)
         if stream:
             span_attributes[sc.REQUEST_STREAM] = True
         if attributes:
@@ -253,7 +296,7 @@ class LLMCall:
         if model and model != self.response_model:
             self.response_model = model
             span.set_attribute(sc.RESPONSE_MODEL, model)
-            self._metric_attributes = {**self._metric_attributes, sc.RESPONSE_MODEL: model}
+            self._metric_attributes = {**self._metric_attributes, sc.RESPONSE_MODEL: self._recorder.response_models(model)}
         if response_id:
             span.set_attribute(sc.RESPONSE_ID, response_id)
         if finish_reasons:
@@ -380,7 +423,7 @@ class LLMCall:
                 )
             if self.cost is not None:
                 usage[sc.COST_USD] = self.cost
-                recorder.cost.add(self.cost, attributes, context)
+                recorder.cost.add(self.cost, attributes)
             span.set_attributes(usage)
 
         if error is not None:
@@ -405,6 +448,75 @@ class LLMCall:
 
 
 _CALL_KEY = otel_context.create_key("otel_llm.call")
+
+OTHER_VALUE = "_OTHER"  # what a metric attribute says once its value limit is reached (semconv's word for it)
+ENV_METRIC_MAX_VALUES = "OTEL_LLM_METRIC_MAX_VALUES"
+DEFAULT_METRIC_MAX_VALUES = 100
+
+
+def _max_metric_values_from_env() -> int:
+    import os
+
+    raw = os.environ.get(ENV_METRIC_MAX_VALUES, "").strip()
+    if raw.isdigit() and int(raw) > 0:
+        return int(raw)
+    if raw:
+        _log.error("%s=%r is not a positive whole number; using %d", ENV_METRIC_MAX_VALUES, raw,
+                   DEFAULT_METRIC_MAX_VALUES)
+    return DEFAULT_METRIC_MAX_VALUES
+
+
+class ValueLimit:
+    """The first ``limit`` distinct values of one metric attribute pass; later ones become ``_OTHER``.
+
+    Model names and base URLs can come from user input (a gateway forwarding any model name), and
+    every distinct value is a new metric series. Spans keep the true value; the first overflow is
+    logged once, and ``overflowed`` counts the calls whose value was folded.
+    """
+
+    __slots__ = ("attribute", "limit", "overflowed", "_seen", "_lock")
+
+    def __init__(self, attribute: str, limit: int) -> None:
+        self.attribute = attribute
+        self.limit = limit
+        self.overflowed = 0
+        self._seen: set[Any] = set()
+        self._lock = threading.Lock()
+
+    def admits(self, value: Any) -> bool:
+        if value in self._seen:
+            return True
+        with self._lock:
+            if value in self._seen:
+                return True
+            if len(self._seen) < self.limit:
+                self._seen.add(value)
+                return True
+            self.overflowed += 1
+            first = self.overflowed == 1
+        if first:
+            _log.warning(
+                "otel-llm: more than %d distinct values of %s; further ones are recorded as %s on metrics "
+                "(spans keep them). Raise %s if this many is expected.",
+                self.limit, self.attribute, OTHER_VALUE, ENV_METRIC_MAX_VALUES,
+            )
+        return False
+
+    def __call__(self, value: Any) -> Any:
+        return value if self.admits(value) else OTHER_VALUE
+
+
+def _bounded(recorder: Recorder, attributes: dict[str, AttributeValue]) -> dict[str, AttributeValue]:
+    """``attributes`` with over-limit model and server values replaced (the same dict if none is)."""
+    model = attributes.get(sc.REQUEST_MODEL)
+    address = attributes.get(sc.SERVER_ADDRESS)
+    bounded = attributes
+    if model is not None and not recorder.request_models.admits(model):
+        bounded = {**bounded, sc.REQUEST_MODEL: OTHER_VALUE}
+    if address is not None and not recorder.servers.admits((address, attributes.get(sc.SERVER_PORT))):
+        bounded = {k: v for k, v in bounded.items() if k != sc.SERVER_PORT}
+        bounded[sc.SERVER_ADDRESS] = OTHER_VALUE
+    return bounded
 
 
 def current_call() -> LLMCall | None:

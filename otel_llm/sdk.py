@@ -39,7 +39,14 @@ class Telemetry:
     instrumentors: list[Any] = field(default_factory=list)
     recorder: Any = None  # the otel_llm Recorder the instrumentors write through
     logs: Any = None  # otel_llm.logs.LogPipeline: .provider, .handler, .dropped(); None when logs are off
+    span_processors: list[Any] = field(default_factory=list)  # otel_llm.spans.BatchSpanProcessor, one per exporter
     _prometheus_server: Any = None
+
+    def spans_dropped(self) -> dict[str, int]:
+        """Spans lost so far, by reason (``otel_llm.spans.DROP_REASONS``); also the ``otel_llm.spans.dropped`` counter."""
+        from .spans import dropped
+
+        return dropped(self.span_processors)
 
     @property
     def prometheus_url(self) -> str | None:
@@ -220,7 +227,7 @@ def configure(
         from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, PeriodicExportingMetricReader
         from opentelemetry.sdk.resources import SERVICE_NAME, Resource
         from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
     except ImportError as exc:
         raise ConfigError(
             "configure() needs the OpenTelemetry SDK and exporters: pip install 'otel-llm[sdk]'"
@@ -267,10 +274,14 @@ def configure(
             ) from exc
         prometheus_address = (host, prometheus_server[0].server_address[1])
 
+    from .spans import BatchSpanProcessor, register_dropped_metric
+
     tracer_provider = TracerProvider(resource=resource)
+    span_processors = []
     for name in trace_names:
         exporter = _otlp_exporter("traces", protocol or "grpc", otlp_endpoint) if name == "otlp" else ConsoleSpanExporter()
-        tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
+        span_processors.append(BatchSpanProcessor(exporter))  # bounded queue; every lost span counted
+        tracer_provider.add_span_processor(span_processors[-1])
 
     readers: list[Any] = []
     for name in metric_names:
@@ -286,6 +297,8 @@ def configure(
             )
             readers.append(PeriodicExportingMetricReader(exporter, export_interval_millis=interval))
     meter_provider = MeterProvider(resource=resource, metric_readers=readers)
+    if span_processors:
+        register_dropped_metric(meter_provider, span_processors)
 
     logs = None
     if log_names:
@@ -320,6 +333,7 @@ def configure(
         otlp_endpoint=(otlp_endpoint or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")) if otlp_used else None,
         otlp_protocol=protocol,
         logs=logs,
+        span_processors=span_processors,
         _prometheus_server=prometheus_server,
     )
     if instrument:

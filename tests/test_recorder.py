@@ -70,8 +70,7 @@ def test_metric_exemplars_carry_the_call_trace_id(telemetry):
         "gen_ai.client.token.usage",
         "gen_ai.client.operation.time_to_first_chunk",
         "gen_ai.client.operation.time_per_output_chunk",
-        "llm.client.cost",
-    ):
+    ):  # llm.client.cost is an observable counter: summed in process, no exemplars
         points = collected.get(name)
         assert points, name
         for point in points:
@@ -207,3 +206,31 @@ def test_capture_mode_from_env(monkeypatch, raw, mode):
     else:
         monkeypatch.setenv(sc.ENV_CAPTURE_CONTENT, raw)
     assert capture_mode_from_env() is mode
+
+
+def test_cost_counter_sums_per_attribute_set_and_overflows_visibly(telemetry):
+    from otel_llm.recorder import CostTotals
+
+    recorder = telemetry.recorder(prices=PriceTable({("*", "m"): Price(1.0, 0.0)}, use_library=False))
+    recorder.cost = CostTotals(limit=3)  # small limit to see the overflow
+    for index in range(5):
+        for _ in range(2):
+            call = recorder.start_call("chat", "openai", "m", server_address=f"host{index}")
+            call.set_usage(1_000_000, 0)
+            call.end()
+    observed = {obs.attributes.get("server.address", "overflow"): obs.value for obs in recorder.cost.observe()}
+    assert observed == {"host0": 2.0, "host1": 2.0, "host2": 2.0, "overflow": 4.0}
+    assert sum(observed.values()) == 10.0
+
+
+def test_cost_counter_is_exported_as_a_monotonic_sum(telemetry):
+    recorder = telemetry.recorder(prices=PriceTable({("*", "m"): Price(2.0, 0.0)}, use_library=False))
+    for _ in range(3):
+        call = recorder.start_call("chat", "openai", "m")
+        call.set_usage(500_000, 0)
+        call.end()
+    metric = telemetry.metric("llm.client.cost")
+    assert metric.unit == "{USD}"
+    assert metric.data.is_monotonic
+    (point,) = metric.data.data_points
+    assert point.value == pytest.approx(3.0)

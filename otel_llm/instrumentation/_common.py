@@ -87,6 +87,6 @@ def get(obj: Any, name: str) -> Any:
     """Attribute or key ``name`` of a response object (pydantic model or dict), else None."""
     if obj is None:
         return None
-    if isinstance(obj, Mapping):
+    if type(obj) is dict:
         return obj.get(name)
     return getattr(obj, name, None)
