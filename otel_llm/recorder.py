@@ -192,7 +192,7 @@ class LLMCall:
         "_recorder", "_open", "span", "_context", "_metric_attributes", "_start", "_last_chunk",
         "operation", "provider", "request_model", "response_model", "stream", "chunks",
         "input_tokens", "output_tokens", "cache_read_tokens", "cache_creation_tokens",
-        "reasoning_tokens", "cost", "duration", "time_to_first_chunk", "error_type", "_token", "_content",
+        "reasoning_tokens", "cost", "duration", "time_to_first_chunk", "error_type", "_token", "_content", "_pending",
         "response_headers",
     )
 
@@ -225,6 +225,7 @@ class LLMCall:
         self.time_to_first_chunk: float | None = None
         self.error_type: str | None = None
         self._content: dict[str, str] | None = None
+        self._pending: dict[str, AttributeValue] = {}  # span attributes set at the end
         self.response_headers: Mapping[str, str] | None = None  # the provider's HTTP response headers
         metric_attributes: dict[str, AttributeValue] = {sc.OPERATION_NAME: operation, sc.PROVIDER_NAME: provider}
         if model:
@@ -265,23 +266,26 @@ class LLMCall:
         else:
             self.fail(exc)
 
-    @guarded
     def chunk(self) -> None:
-        """One output chunk of a stream arrived."""
-        if not self._open:
-            return
-        now = time.perf_counter()
-        self.chunks += 1
-        if self.chunks == 1:
-            self.time_to_first_chunk = now - self._start
-            self._recorder.time_to_first_chunk.record(
-                self.time_to_first_chunk, self._metric_attributes, self._context
-            )
-        else:
-            self._recorder.time_per_output_chunk.record(now - self._last_chunk, self._metric_attributes, self._context)
-        self._last_chunk = now
+        """One output chunk of a stream arrived (the per-chunk hot path: guarded inline)."""
+        try:
+            if not self._open:
+                return
+            now = time.perf_counter()
+            self.chunks += 1
+            if self.chunks == 1:
+                self.time_to_first_chunk = now - self._start
+                self._recorder.time_to_first_chunk.record(
+                    self.time_to_first_chunk, self._metric_attributes, self._context
+                )
+            else:
+                self._recorder.time_per_output_chunk.record(
+                    now - self._last_chunk, self._metric_attributes, self._context
+                )
+            self._last_chunk = now
+        except Exception:
+            report_internal_error("LLMCall.chunk")
 
-    @guarded
     def set_response(
         self,
         *,
@@ -290,21 +294,24 @@ class LLMCall:
         finish_reasons: Iterable[str] | None = None,
         attributes: Mapping[str, AttributeValue] | None = None,
     ) -> None:
-        if not self._open:
-            return
-        span = self.span
-        if model and model != self.response_model:
-            self.response_model = model
-            span.set_attribute(sc.RESPONSE_MODEL, model)
-            self._metric_attributes = {**self._metric_attributes, sc.RESPONSE_MODEL: self._recorder.response_models(model)}
-        if response_id:
-            span.set_attribute(sc.RESPONSE_ID, response_id)
-        if finish_reasons:
-            span.set_attribute(sc.RESPONSE_FINISH_REASONS, [str(reason) for reason in finish_reasons])
-        if attributes:
-            span.set_attributes(attributes)
+        try:
+            if not self._open:
+                return
+            # Kept until the end and set on the span in one go: one lock and one validation pass.
+            pending = self._pending
+            if model and model != self.response_model:
+                self.response_model = model
+                pending[sc.RESPONSE_MODEL] = model
+                self._metric_attributes = {**self._metric_attributes, sc.RESPONSE_MODEL: self._recorder.response_models(model)}
+            if response_id:
+                pending[sc.RESPONSE_ID] = response_id
+            if finish_reasons:
+                pending[sc.RESPONSE_FINISH_REASONS] = [str(reason) for reason in finish_reasons]
+            if attributes:
+                pending.update(attributes)
+        except Exception:
+            report_internal_error("LLMCall.set_response")
 
-    @guarded
     def set_usage(
         self,
         input_tokens: int | None = None,
@@ -315,16 +322,19 @@ class LLMCall:
         reasoning_tokens: int | None = None,
     ) -> None:
         """Token counts as reported by the provider; ``input_tokens`` includes cached input."""
-        if input_tokens is not None:
-            self.input_tokens = int(input_tokens)
-        if output_tokens is not None:
-            self.output_tokens = int(output_tokens)
-        if cache_read_tokens is not None:
-            self.cache_read_tokens = int(cache_read_tokens)
-        if cache_creation_tokens is not None:
-            self.cache_creation_tokens = int(cache_creation_tokens)
-        if reasoning_tokens is not None:
-            self.reasoning_tokens = int(reasoning_tokens)
+        try:
+            if input_tokens is not None:
+                self.input_tokens = int(input_tokens)
+            if output_tokens is not None:
+                self.output_tokens = int(output_tokens)
+            if cache_read_tokens is not None:
+                self.cache_read_tokens = int(cache_read_tokens)
+            if cache_creation_tokens is not None:
+                self.cache_creation_tokens = int(cache_creation_tokens)
+            if reasoning_tokens is not None:
+                self.reasoning_tokens = int(reasoning_tokens)
+        except Exception:
+            report_internal_error("LLMCall.set_usage")
 
     @property
     def capture(self) -> CaptureMode:
@@ -369,16 +379,21 @@ class LLMCall:
 
     def end(self) -> None:
         """Finish successfully: record usage, cost and duration, end the span."""
-        self._finish(None, None)
+        try:
+            self._finish(None, None)
+        except Exception:
+            report_internal_error("LLMCall.end")
 
     def fail(self, exc: BaseException | str) -> None:
         """Finish with an error (an exception or an error type string)."""
-        if isinstance(exc, BaseException):
-            self._finish(error_type(exc), exc)
-        else:
-            self._finish(str(exc), None)
+        try:
+            if isinstance(exc, BaseException):
+                self._finish(error_type(exc), exc)
+            else:
+                self._finish(str(exc), None)
+        except Exception:
+            report_internal_error("LLMCall.fail")
 
-    @guarded
     def _finish(self, error: str | None, exc: BaseException | None) -> None:
         try:
             self._open.pop()
@@ -390,7 +405,7 @@ class LLMCall:
         self.duration = time.perf_counter() - self._start
         attributes = self._metric_attributes
 
-        usage: dict[str, AttributeValue] = {}
+        usage = self._pending
         if self.input_tokens is not None:
             usage[sc.USAGE_INPUT_TOKENS] = self.input_tokens
             recorder.token_usage.record(
@@ -407,7 +422,7 @@ class LLMCall:
             usage[sc.USAGE_CACHE_CREATION_INPUT_TOKENS] = self.cache_creation_tokens
         if self.reasoning_tokens is not None:
             usage[sc.USAGE_REASONING_OUTPUT_TOKENS] = self.reasoning_tokens
-        if usage:
+        if self.input_tokens is not None or self.output_tokens is not None:
             self.cost = recorder.prices.cost(
                 self.provider,
                 self.response_model or self.request_model,
@@ -424,14 +439,15 @@ class LLMCall:
             if self.cost is not None:
                 usage[sc.COST_USD] = self.cost
                 recorder.cost.add(self.cost, attributes)
-            span.set_attributes(usage)
 
         if error is not None:
             self.error_type = error
             attributes = {**attributes, sc.ERROR_TYPE: error}
-            span.set_attribute(sc.ERROR_TYPE, error)
+            usage[sc.ERROR_TYPE] = error
             message = scrub_secrets(str(exc))[:500] if exc is not None else error
             span.set_status(Status(StatusCode.ERROR, message))
+        if usage:
+            span.set_attributes(usage)
         recorder.duration.record(self.duration, attributes, context)
         if self._content and recorder.event_logger is not None:
             recorder.event_logger.emit(

@@ -27,14 +27,6 @@ def _end_abandoned(call: LLMCall) -> None:
     call.end()
 
 
-def _handle(on_item: OnItem, item: Any) -> bool:
-    try:
-        return on_item(item)
-    except Exception:
-        report_internal_error("stream item handler")
-        return False
-
-
 class SyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
     def __init__(self, stream: Any, call: LLMCall, on_item: OnItem) -> None:
         super().__init__(stream)
@@ -55,7 +47,11 @@ class SyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
             except BaseException as exc:
                 self._self_call.fail(exc)
                 raise
-            if not _handle(self._self_on_item, item):
+            try:
+                if not self._self_on_item(item):
+                    return item
+            except Exception:
+                report_internal_error("stream item handler")
                 return item
 
     def close(self) -> None:
@@ -95,7 +91,11 @@ class AsyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
             except BaseException as exc:  # CancelledError included
                 self._self_call.fail(exc)
                 raise
-            if not _handle(self._self_on_item, item):
+            try:
+                if not self._self_on_item(item):
+                    return item
+            except Exception:
+                report_internal_error("stream item handler")
                 return item
 
     async def close(self) -> None:

@@ -87,3 +87,96 @@ class LiveSummary:
             total_tokens=totals[2],
             total_cost_usd=totals[3],
         )
+
+
+# ---------------------------------------------------------------------- otel-llm traffic
+
+
+@dataclass(frozen=True)
+class TrafficReport:
+    """The end-of-run summary of ``otel-llm traffic``."""
+
+    seconds: float
+    sent: int
+    succeeded: int
+    failed: int
+    deliberate_errors: int  # calls sent to fail on purpose (bad model, oversize)
+    unexpected_failures: int  # calls that failed although they were not meant to
+    errors: dict[str, int]  # exception class name -> count, all failures
+    streams: int
+    p50_seconds: float | None  # successful calls, until the response (streams: until the last chunk)
+    p95_seconds: float | None
+    input_tokens: int  # as recorded by otel-llm (streams included)
+    output_tokens: int
+    recorded_calls: int  # calls the recorder saw end: should equal ``sent``
+    telemetry: dict[str, object]  # what happened to the telemetry (exporters, spans exported/dropped)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "seconds": round(self.seconds, 3), "sent": self.sent, "succeeded": self.succeeded, "failed": self.failed,
+            "deliberate_errors": self.deliberate_errors, "unexpected_failures": self.unexpected_failures,
+            "errors": dict(sorted(self.errors.items())), "streams": self.streams,
+            "p50_ms": None if self.p50_seconds is None else round(self.p50_seconds * 1000, 1),
+            "p95_ms": None if self.p95_seconds is None else round(self.p95_seconds * 1000, 1),
+            "input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
+            "recorded_calls": self.recorded_calls, "telemetry": self.telemetry,
+        }
+
+    def lines(self) -> list[str]:
+        def ms(value: float | None) -> str:
+            return "-" if value is None else f"{value * 1000:.0f}ms"
+
+        rate = self.sent / self.seconds if self.seconds > 0 else 0.0
+        errors = ", ".join(f"{name} {count}" for name, count in sorted(self.errors.items())) or "none"
+        lines = [
+            f"sent      {self.sent} calls in {self.seconds:.1f}s ({rate:.1f}/s), {self.streams} streamed",
+            f"ok        {self.succeeded}   p50 {ms(self.p50_seconds)}  p95 {ms(self.p95_seconds)}",
+            f"failed    {self.failed} ({self.deliberate_errors} on purpose, {self.unexpected_failures} unexpected): {errors}",
+            f"tokens    {self.input_tokens} in, {self.output_tokens} out (as recorded by otel-llm)",
+        ]
+        if self.recorded_calls != self.sent:
+            lines.append(f"warning   otel-llm recorded {self.recorded_calls} of {self.sent} calls: is the openai "
+                         f"SDK instrumented twice, or not at all?")
+        return lines
+
+
+class TrafficTotals:
+    """Collects ``CallResult``s from a traffic loop (``add``) and the recorder's view of the same
+    calls (as a recorder listener) into a :class:`TrafficReport`."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._durations: list[float] = []
+        self._errors: dict[str, int] = {}
+        self.sent = self.failed = self.deliberate = self.unexpected = self.streams = 0
+        self.input_tokens = self.output_tokens = self.recorded_calls = 0
+
+    def add(self, result: object) -> None:
+        """A ``otel_llm.demo.workload.CallResult``."""
+        call, seconds, error = result  # type: ignore[misc]
+        with self._lock:
+            self.sent += 1
+            self.streams += call.kind == "stream"
+            self.deliberate += call.error is not None
+            if error is None:
+                self._durations.append(seconds)
+            else:
+                self.failed += 1
+                self.unexpected += call.error is None
+                self._errors[error] = self._errors.get(error, 0) + 1
+
+    def __call__(self, call: LLMCall) -> None:
+        with self._lock:
+            self.recorded_calls += 1
+            self.input_tokens += call.input_tokens or 0
+            self.output_tokens += call.output_tokens or 0
+
+    def report(self, seconds: float, telemetry: dict[str, object] | None = None) -> TrafficReport:
+        with self._lock:
+            return TrafficReport(
+                seconds=seconds, sent=self.sent, succeeded=self.sent - self.failed, failed=self.failed,
+                deliberate_errors=self.deliberate, unexpected_failures=self.unexpected, errors=dict(self._errors),
+                streams=self.streams, p50_seconds=percentile(self._durations, 0.50),
+                p95_seconds=percentile(self._durations, 0.95), input_tokens=self.input_tokens,
+                output_tokens=self.output_tokens, recorded_calls=self.recorded_calls, telemetry=dict(telemetry or {}),
+            )
