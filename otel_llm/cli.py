@@ -1,4 +1,5 @@
-"""The ``otel-llm`` command: ``demo`` runs the whole telemetry path on one machine."""
+"""The ``otel-llm`` command: ``demo`` runs the whole telemetry path on one machine; ``traffic`` sends LLM
+calls through the instrumented SDK; ``check`` verifies a live pipeline end to end."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from typing import Any
 
 
 def _positive_float(text: str) -> float:
@@ -64,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--fast", action="store_true", help="no simulated latency (for tests)")
     demo.add_argument("--interval", type=_positive_float, default=2.0, help="seconds between summary lines (default 2)")
     demo.add_argument("--seed", type=int, default=None, help="random seed for a repeatable run")
+    _add_traffic_parser(commands)
+    _add_check_parser(commands)
     return parser
 
 
@@ -71,7 +75,164 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "demo":
         return run_demo(args)
+    if args.command == "traffic":
+        return run_traffic_command(args)
+    if args.command == "check":
+        return run_check_command(args)
     return 2  # pragma: no cover - argparse enforces a command
+
+
+def _names(text: str) -> tuple[str, ...]:
+    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    if not names:
+        raise argparse.ArgumentTypeError("give at least one name (comma separated)")
+    return names
+
+
+def _error_kinds(text: str) -> tuple[str, ...]:
+    from .demo.workload import PORTABLE_ERRORS
+
+    kinds = _names(text)
+    unknown = [kind for kind in kinds if kind not in PORTABLE_ERRORS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown error kind {', '.join(unknown)}; use {', '.join(PORTABLE_ERRORS)}")
+    return kinds
+
+
+def _header(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition(":")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError("a header is 'Name: value'")
+    return name.strip(), value.strip()
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _add_traffic_parser(commands: Any) -> None:
+    traffic = commands.add_parser(
+        "traffic",
+        help="send LLM traffic through the instrumented openai SDK to any OpenAI-compatible URL",
+        description=(
+            "Sends chat completions (some streamed, some failing on purpose) through the instrumented openai SDK to "
+            "--base-url, or to an upstream simulator started in this process. Telemetry goes by OTLP to "
+            "--otlp-endpoint (default OTEL_EXPORTER_OTLP_ENDPOINT) and/or a /metrics endpoint on --metrics-port. "
+            "Prints a summary; exits 1 when no call got through. The API key comes from the environment variable "
+            "named by --api-key-env and is never printed."
+        ),
+    )
+    traffic.add_argument("--base-url", help="OpenAI-compatible base URL, e.g. http://vllm:8000/v1 (default: an "
+                                            "upstream simulator in this process)")
+    traffic.add_argument("--api-key-env", default="OPENAI_API_KEY", metavar="NAME",
+                         help="environment variable holding the API key (default OPENAI_API_KEY)")
+    traffic.add_argument("--rate", type=_positive_float, default=5.0, help="calls per second (default 5)")
+    traffic.add_argument("--duration", type=_positive_float, help="stop after this many seconds")
+    traffic.add_argument("--count", type=_positive_int, help="stop after this many calls (default 20 when no --duration)")
+    traffic.add_argument("--concurrency", type=_positive_int, default=4, help="worker threads (default 4)")
+    traffic.add_argument("--stream-share", type=_share, default=0.3, help="share of streamed calls (default 0.3)")
+    traffic.add_argument("--error-share", type=_share, default=0.05,
+                         help="share of calls that fail on purpose (default 0.05)")
+    traffic.add_argument("--errors", type=_error_kinds, default=None, metavar="KINDS",
+                         help="deliberate errors to pick from: bad-model (a model that does not exist), oversize (a "
+                              "prompt over every context window, ~6 MB) (default: both)")
+    traffic.add_argument("--models", type=_names, help="models to rotate, comma separated (default: the simulator's "
+                                                       "gpt-4o-mini,gpt-4o,gpt-4.1-mini; gpt-4o-mini elsewhere)")
+    traffic.add_argument("--seed", type=int, help="random seed: the same calls on every run")
+    traffic.add_argument("--timeout", type=_positive_float, default=30.0, help="seconds per request (default 30)")
+    traffic.add_argument("--otlp-endpoint", help="OTLP endpoint (default OTEL_EXPORTER_OTLP_ENDPOINT; none: no push)")
+    traffic.add_argument("--otlp-protocol", choices=("grpc", "http/protobuf"),
+                         help="default OTEL_EXPORTER_OTLP_PROTOCOL or grpc")
+    traffic.add_argument("--metrics-port", type=_port, help="also serve Prometheus /metrics on this port (0: a free one)")
+    traffic.add_argument("--host", default="127.0.0.1", help="address the metrics endpoint binds (default 127.0.0.1)")
+    traffic.add_argument("--service-name", help="service.name of the telemetry (default OTEL_SERVICE_NAME or "
+                                                "otel-llm-traffic)")
+    traffic.add_argument("--no-progress", action="store_true", help="no progress bar or lines on stderr")
+    traffic.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+
+
+def run_traffic_command(args: argparse.Namespace) -> int:
+    from .demo.workload import PORTABLE_ERRORS
+    from .traffic import TrafficOptions, run_traffic
+
+    options = TrafficOptions(
+        base_url=args.base_url, api_key_env=args.api_key_env, rate=args.rate, duration=args.duration,
+        count=args.count, concurrency=args.concurrency, stream_share=args.stream_share, error_share=args.error_share,
+        error_kinds=args.errors or PORTABLE_ERRORS, models=args.models, seed=args.seed, timeout=args.timeout,
+        otlp_endpoint=args.otlp_endpoint, otlp_protocol=args.otlp_protocol, metrics_port=args.metrics_port,
+        metrics_host=args.host, service_name=args.service_name, progress=False if args.no_progress else None,
+        json=args.json,
+    )
+    return run_traffic(options)
+
+
+def _add_check_parser(commands: Any) -> None:
+    check = commands.add_parser(
+        "check",
+        help="verify a live pipeline end to end: /metrics, scrape, metric names, tokens, exemplars, Tempo, Loki",
+        description=(
+            "Verifies a live telemetry pipeline step by step and says what is wrong: the service's metrics endpoint, "
+            "its scrape target, the LLM metric families and their naming scheme, token usage, exemplars, and a canary "
+            "LLM call's trace in Tempo (TraceQL on gen_ai.* attributes) and logs in Loki (by trace id). Each step "
+            "prints pass/fail with the queries it ran. Exit status 0 when no step failed, 1 otherwise."
+        ),
+    )
+    check.add_argument("--metrics-url", help="the service's metrics endpoint, e.g. http://checkout:9464/metrics")
+    check.add_argument("--metrics-header", type=_header, action="append", default=[], metavar="'NAME: VALUE'",
+                       help="header for the metrics endpoint only (credentials the scraper uses); repeatable")
+    check.add_argument("--prometheus-url", help="Prometheus, or Mimir's Prometheus API (http://mimir:9009/prometheus)")
+    check.add_argument("--job", help="look only at series and targets of this job label")
+    check.add_argument("--tempo-url", help="Tempo's HTTP API, e.g. http://tempo:3200")
+    check.add_argument("--loki-url", help="Loki's HTTP API, e.g. http://loki:3100")
+    check.add_argument("--loki-selector", help="LogQL stream selector of the canary's logs "
+                                               "(default {service_name=\"<service name>\"})")
+    check.add_argument("--header", type=_header, action="append", default=[], metavar="'NAME: VALUE'",
+                       help="header for Prometheus, Tempo and Loki (X-Scope-OrgID, Authorization); repeatable; "
+                            "values are never printed")
+    check.add_argument("--no-canary", action="store_true", help="make no LLM call (Tempo and Loki steps then fail)")
+    check.add_argument("--otlp-endpoint", help="collector for the canary's telemetry (default OTEL_EXPORTER_OTLP_ENDPOINT)")
+    check.add_argument("--otlp-protocol", choices=("grpc", "http/protobuf"),
+                       help="default OTEL_EXPORTER_OTLP_PROTOCOL or grpc")
+    check.add_argument("--base-url", help="where the canary call goes (default: an upstream simulator in this process)")
+    check.add_argument("--api-key-env", default="OPENAI_API_KEY", metavar="NAME",
+                       help="environment variable holding the canary's API key (default OPENAI_API_KEY)")
+    check.add_argument("--model", default="gpt-4o-mini", help="the canary's model (default gpt-4o-mini)")
+    check.add_argument("--service-name", default="otel-llm-check", help="service.name of the canary (default otel-llm-check)")
+    check.add_argument("--wait", type=_seconds, default=30.0,
+                       help="seconds to keep looking for the canary in Tempo and Loki (default 30)")
+    check.add_argument("--timeout", type=_positive_float, default=10.0, help="seconds per HTTP request (default 10)")
+    check.add_argument("--require-exemplars", action="store_true", help="fail (not warn) when there are no exemplars")
+    check.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def run_check_command(args: argparse.Namespace) -> int:
+    from .check import CheckOptions, run_check
+
+    options = CheckOptions(
+        metrics_url=args.metrics_url, metrics_headers=dict(args.metrics_header), prometheus_url=args.prometheus_url,
+        job=args.job, tempo_url=args.tempo_url, loki_url=args.loki_url, loki_selector=args.loki_selector,
+        headers=dict(args.header), canary=not args.no_canary, otlp_endpoint=args.otlp_endpoint,
+        otlp_protocol=args.otlp_protocol, base_url=args.base_url, api_key_env=args.api_key_env, model=args.model,
+        service_name=args.service_name, wait=args.wait, timeout=args.timeout,
+        require_exemplars=args.require_exemplars, json=args.json,
+    )
+    return run_check(options)[0]
 
 
 def run_demo(args: argparse.Namespace) -> int:

@@ -31,6 +31,7 @@ from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 from opentelemetry.sdk._logs import LoggerProvider, ReadableLogRecord
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter, LogRecordExportResult
 
+from . import semconv
 from .version import __version__
 
 __all__ = [
@@ -44,8 +45,7 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-DROPPED_METRIC = "otel_llm.logs.dropped"
-DROPPED_UNIT = "{log_record}"
+DROPPED_METRIC, DROPPED_UNIT, _DROPPED_DESCRIPTION = semconv.METRIC_LOGS_DROPPED
 # Values of the counter's ``error.type`` attribute: why a record never reached the collector.
 QUEUE_FULL = "queue_full"  # the bounded queue was full when the record was emitted (the oldest queued record goes)
 ALREADY_SHUTDOWN = "already_shutdown"  # emitted after shutdown
@@ -314,7 +314,7 @@ class LogPipeline:
             DROPPED_METRIC,
             callbacks=[observe],
             unit=DROPPED_UNIT,
-            description="Log records that never reached the collector, by reason (error.type)",
+            description=_DROPPED_DESCRIPTION,
         )
 
     def attach(self, logger: logging.Logger | None = None) -> None:

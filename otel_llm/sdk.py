@@ -339,7 +339,11 @@ def configure(
     if instrument:
         from .recorder import Recorder
 
-        telemetry.recorder = Recorder(tracer_provider=tracer_provider, meter_provider=meter_provider)
+        telemetry.recorder = Recorder(
+            tracer_provider=tracer_provider,
+            meter_provider=meter_provider,
+            logger_provider=logs.provider if logs is not None else None,  # opt-in content events
+        )
         telemetry.instrumentors = _instrument_all(telemetry.recorder)
     return telemetry
 

@@ -95,6 +95,12 @@ METRIC_COST = (
     "Cost of LLM calls in US dollars, from the price table (calls to unpriced models add nothing).",
 )
 
+METRIC_LOGS_DROPPED = (
+    "otel_llm.logs.dropped",
+    "{log_record}",
+    "Python log records that were not exported, by error.type (queue_full, export_failed, ...).",
+)
+
 # Advised explicit bucket boundaries.
 DURATION_BUCKETS = (
     0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,

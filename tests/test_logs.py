@@ -235,7 +235,7 @@ def test_emit_never_waits_on_the_network(transport, fault, otlp_receiver, rig):
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_burst_is_bounded_and_every_drop_is_counted(transport, otlp_receiver, rig):
-    queue, batch, burst = 256, 64, 10_000
+    queue, batch, burst = 128, 32, 8_000
     gate = Gate(_exporter(transport, otlp_receiver))
     # A long schedule delay: only a full batch wakes the worker, so what it takes is exact.
     r = rig(gate, max_queue_size=queue, max_export_batch_size=batch, schedule_delay_millis=60_000)
