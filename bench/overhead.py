@@ -26,8 +26,8 @@ import sys
 import time
 
 MODES = ("baseline", "otel_llm", "official")
-SCENARIOS = ("sync", "async", "stream_1", "stream_50")
-CHUNKS = {"stream_1": 1, "stream_50": 50}
+SCENARIOS = ("sync", "async", "stream_1", "stream_1_usage", "stream_50")
+CHUNKS = {"stream_1": 1, "stream_1_usage": 1, "stream_50": 50}
 MODEL = "gpt-4o-mini"
 
 
@@ -114,10 +114,13 @@ def worker(mode: str, scenario: str, calls: int, warmup: int) -> dict[str, float
                                http_client=http.Client(transport=http.MockTransport(respond)))
         stream = scenario.startswith("stream")
 
+        # stream_1_usage: the caller asks for usage itself, so every mode parses the same chunks
+        options = {"stream_options": {"include_usage": True}} if scenario == "stream_1_usage" else {}
+
         def run(n: int) -> None:
             for _ in range(n):
                 if stream:
-                    for _chunk in client.chat.completions.create(model=MODEL, messages=messages, stream=True):
+                    for _chunk in client.chat.completions.create(model=MODEL, messages=messages, stream=True, **options):
                         pass
                 else:
                     client.chat.completions.create(model=MODEL, messages=messages)
@@ -149,7 +152,7 @@ def count_instructions(modes: list[str], calls: int, warmup: int) -> int:
         print("valgrind not found: apt-get install valgrind", file=sys.stderr)
         return 2
     per_call: dict[tuple[str, str], float] = {}
-    for scenario in ("sync", "stream_1", "stream_50"):
+    for scenario in ("sync", "stream_1", "stream_1_usage", "stream_50"):
         n = max(calls // CHUNKS.get(scenario, 1), 20)
         for mode in modes:
             low = _instructions(mode, scenario, n, warmup)
@@ -157,14 +160,16 @@ def count_instructions(modes: list[str], calls: int, warmup: int) -> int:
             per_call[(mode, scenario)] = (high - low) / n
             print(f"{scenario:<10}{mode:<10}{per_call[(mode, scenario)] / 1000:10.1f} k instructions/call",
                   flush=True)
-    print("\nadded instructions (thousands): per call (sync), per streamed call (stream_1), per chunk")
-    base = {s: per_call[("baseline", s)] for s in ("sync", "stream_1", "stream_50")}
+    print("\nadded instructions (thousands): per call (sync), per streamed call (stream_1, and stream_1_usage"
+          " where the caller asks for usage), per chunk")
+    base = {s: per_call[("baseline", s)] for s in ("sync", "stream_1", "stream_1_usage", "stream_50")}
     for mode in modes:
         sync = (per_call[(mode, "sync")] - base["sync"]) / 1000
         stream = (per_call[(mode, "stream_1")] - base["stream_1"]) / 1000
+        usage = (per_call[(mode, "stream_1_usage")] - base["stream_1_usage"]) / 1000
         chunk = ((per_call[(mode, "stream_50")] - per_call[(mode, "stream_1")])
                  - (base["stream_50"] - base["stream_1"])) / 49 / 1000
-        print(f"  {mode:<10} sync {sync:8.1f}   stream {stream:8.1f}   chunk {chunk:6.2f}")
+        print(f"  {mode:<10} sync {sync:8.1f}   stream {stream:8.1f}   stream+usage {usage:8.1f}   chunk {chunk:6.2f}")
     return 0
 
 
