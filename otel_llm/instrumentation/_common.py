@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import semconv as sc
+from ..recorder import Recorder
 
 # Hosts whose provider is known; anything else keeps the instrumentor's default
 # (for the openai SDK that is "openai", as the semantic conventions advise) and
@@ -90,3 +91,12 @@ def get(obj: Any, name: str) -> Any:
     if type(obj) is dict:
         return obj.get(name)
     return getattr(obj, name, None)
+
+
+def recorder_from(kwargs: Mapping[str, Any]) -> Recorder:
+    """The recorder ``instrument(**kwargs)`` asked for: given, or built on the given providers."""
+    return kwargs.get("recorder") or Recorder(
+        tracer_provider=kwargs.get("tracer_provider"),
+        meter_provider=kwargs.get("meter_provider"),
+        logger_provider=kwargs.get("logger_provider"),
+    )

@@ -32,7 +32,15 @@ from opentelemetry.instrumentation.utils import unwrap
 
 from .. import semconv as sc
 from ..recorder import LLMCall, Recorder, current_call, report_internal_error
-from ._common import get, given, provider_for, provider_overrides_from_env, request_attributes, server_of
+from ._common import (
+    get,
+    given,
+    provider_for,
+    provider_overrides_from_env,
+    recorder_from,
+    request_attributes,
+    server_of,
+)
 from ._wrapping import (
     Plan,
     async_wrapper,
@@ -79,11 +87,7 @@ class AnthropicInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         return ("anthropic >= 2.0, < 3",)
 
     def _instrument(self, **kwargs: Any) -> None:
-        recorder = kwargs.get("recorder") or Recorder(
-            tracer_provider=kwargs.get("tracer_provider"),
-            meter_provider=kwargs.get("meter_provider"),
-            logger_provider=kwargs.get("logger_provider"),
-        )
+        recorder = recorder_from(kwargs)
         self.recorder = recorder
         options = _Options(recorder, provider_overrides_from_env())
         for module, name, is_async in _PATCHES:

@@ -22,7 +22,15 @@ from opentelemetry.instrumentation.utils import unwrap
 
 from .. import semconv as sc
 from ..recorder import LLMCall, Recorder
-from ._common import get, given, provider_for, provider_overrides_from_env, request_attributes, server_of
+from ._common import (
+    get,
+    given,
+    provider_for,
+    provider_overrides_from_env,
+    recorder_from,
+    request_attributes,
+    server_of,
+)
 from ._wrapping import Plan, async_wrapper, capture_response_headers, response_header_patches, sync_wrapper
 
 _PATCHES = (
@@ -68,11 +76,7 @@ class OpenAIInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         return ("openai >= 2.0, < 4",)
 
     def _instrument(self, **kwargs: Any) -> None:
-        recorder = kwargs.get("recorder") or Recorder(
-            tracer_provider=kwargs.get("tracer_provider"),
-            meter_provider=kwargs.get("meter_provider"),
-            logger_provider=kwargs.get("logger_provider"),
-        )
+        recorder = recorder_from(kwargs)
         stream_usage = kwargs.get("stream_usage")
         if stream_usage is None:
             stream_usage = os.environ.get(sc.ENV_STREAM_USAGE, "true").strip().lower() not in ("0", "false", "no", "off")
