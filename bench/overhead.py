@@ -24,8 +24,11 @@ import statistics
 import subprocess
 import sys
 import time
+from typing import Any
 
 MODES = ("baseline", "otel_llm", "official")
+# Instruction counts also run each instrumentation on no-op providers: its own code without the SDK.
+INSTRUCTION_MODES = MODES + ("otel_llm-nosdk", "official-nosdk")
 SCENARIOS = ("sync", "async", "stream_1", "stream_1_usage", "stream_50")
 CHUNKS = {"stream_1": 1, "stream_1_usage": 1, "stream_50": 50}
 MODEL = "gpt-4o-mini"
@@ -63,9 +66,15 @@ def _setup(mode: str):
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
     exporter = InMemorySpanExporter()
-    tracer_provider = TracerProvider()
+    tracer_provider: Any = TracerProvider()
     tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
-    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    meter_provider: Any = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    if mode.endswith("-nosdk"):  # the instrumentation's own code alone: the OTel API's no-op providers
+        from opentelemetry.metrics import NoOpMeterProvider
+        from opentelemetry.trace import NoOpTracerProvider
+
+        tracer_provider, meter_provider = NoOpTracerProvider(), NoOpMeterProvider()
+        mode = mode.removesuffix("-nosdk")
     if mode == "otel_llm":
         from otel_llm.instrumentation.openai import OpenAIInstrumentor
 
@@ -158,7 +167,7 @@ def count_instructions(modes: list[str], calls: int, warmup: int) -> int:
             low = _instructions(mode, scenario, n, warmup)
             high = _instructions(mode, scenario, 2 * n, warmup)
             per_call[(mode, scenario)] = (high - low) / n
-            print(f"{scenario:<10}{mode:<10}{per_call[(mode, scenario)] / 1000:10.1f} k instructions/call",
+            print(f"{scenario:<15}{mode:<16}{per_call[(mode, scenario)] / 1000:10.1f} k instructions/call",
                   flush=True)
     print("\nadded instructions (thousands): per call (sync), per streamed call (stream_1, and stream_1_usage"
           " where the caller asks for usage), per chunk")
@@ -169,7 +178,7 @@ def count_instructions(modes: list[str], calls: int, warmup: int) -> int:
         usage = (per_call[(mode, "stream_1_usage")] - base["stream_1_usage"]) / 1000
         chunk = ((per_call[(mode, "stream_50")] - per_call[(mode, "stream_1")])
                  - (base["stream_50"] - base["stream_1"])) / 49 / 1000
-        print(f"  {mode:<10} sync {sync:8.1f}   stream {stream:8.1f}   stream+usage {usage:8.1f}   chunk {chunk:6.2f}")
+        print(f"  {mode:<16} sync {sync:8.1f}   stream {stream:8.1f}   stream+usage {usage:8.1f}   chunk {chunk:6.2f}")
     return 0
 
 
@@ -187,7 +196,8 @@ def main() -> int:
         print(json.dumps(worker(*args.worker, args.calls, args.warmup)))
         return 0
     if args.instructions:
-        return count_instructions(args.modes.split(","), args.calls, args.warmup)
+        modes = args.modes.split(",") if args.modes != ",".join(MODES) else list(INSTRUCTION_MODES)
+        return count_instructions(modes, args.calls, args.warmup)
 
     modes = args.modes.split(",")
     results: dict[tuple[str, str], list[dict[str, float]]] = {}
