@@ -21,6 +21,7 @@ Every step reports the queries it ran (as ``curl`` command lines; header values 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -33,7 +34,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -517,9 +518,10 @@ class Checker:
             return Step(name, status, "no OTLP endpoint to send the canary's telemetry to",
                         hint="give --otlp-endpoint (or OTEL_EXPORTER_OTLP_ENDPOINT): the collector your services "
                              "push to")
-        canary = _run_canary(options, endpoint, self.id_generator, self.canary_seed)
+        with _quiet("opentelemetry"):  # the exporters' retry warnings: this step reports the outcome in words
+            canary = _run_canary(options, endpoint, self.id_generator, self.canary_seed)
         self.canary = canary
-        where = f"{canary['target']}, trace {canary.get('trace_id')}"
+        where = f"{canary.get('target', '?')}, trace {canary.get('trace_id')}"
         details = [f"sent to {where}"] if canary.get("trace_id") else []
         exported = canary.get("spans_exported", 0)
         data = {k: v for k, v in canary.items() if k not in ("local_spans",)}
@@ -892,6 +894,17 @@ def _run_canary(options: CheckOptions, endpoint: str, id_generator: Any, seed: i
         outcome["logs_exported"] = sum(p.counts.get("exported") for p in telemetry.logs.processors)
         outcome["logs_dropped"] = telemetry.logs.dropped()
     return outcome
+
+
+@contextlib.contextmanager
+def _quiet(name: str) -> Iterator[None]:
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _scrub(text: str) -> str:

@@ -66,6 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--fast", action="store_true", help="no simulated latency (for tests)")
     demo.add_argument("--interval", type=_positive_float, default=2.0, help="seconds between summary lines (default 2)")
     demo.add_argument("--seed", type=int, default=None, help="random seed for a repeatable run")
+    demo.add_argument("--gateway-port", type=_port, default=None,
+                      help="port of the demo gateway (FastAPI: /v1/chat, /observability/dashboard); default 9465, "
+                           "or a free port when 9465 is busy")
+    demo.add_argument("--gateway-rate", type=_positive_float, default=4.0,
+                      help="requests per second sent through the demo gateway (default 4)")
+    demo.add_argument("--no-gateway", action="store_true",
+                      help="no gateway: only the direct openai traffic (no llm.gateway.* metrics)")
     _add_traffic_parser(commands)
     _add_check_parser(commands)
     return parser
@@ -276,6 +283,23 @@ def run_demo(args: argparse.Namespace) -> int:
     recorder.add_listener(summary)
     client = openai.OpenAI(base_url=upstream.base_url, api_key="sk-demo-not-a-real-key", max_retries=0, timeout=30)
     loop = TrafficLoop(client, Workload(seed=args.seed), rate=args.rate, concurrency=args.concurrency)
+    gateway = None
+    if not args.no_gateway:
+        try:
+            from .demo.gateway import start_gateway
+
+            gateway = start_gateway(telemetry, upstream, host=args.host, port=args.gateway_port,
+                                    rate=args.gateway_rate, fast=args.fast, seed=args.seed)
+        except (ImportError, OSError) as exc:
+            telemetry.shutdown()
+            upstream.stop()
+            if isinstance(exc, ImportError):
+                print(f"error: the demo gateway needs {exc.name or 'its extras'}: pip install 'otel-llm[demo]' "
+                      f"(or run with --no-gateway)", file=sys.stderr)
+            else:
+                print(f"error: cannot start the demo gateway on port {args.gateway_port}: {exc.strerror or exc}; "
+                      f"pick another --gateway-port (0 picks a free one) or run with --no-gateway", file=sys.stderr)
+            return 2
 
     print("otel-llm demo", flush=True)
     print(f"  upstream (OpenAI-compatible simulator)  {upstream.base_url}")
@@ -285,6 +309,12 @@ def run_demo(args: argparse.Namespace) -> int:
     else:
         print("  OTLP push                               off (set OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4317)")
     print(f"  traffic                                 {args.rate:g} calls/s, {args.concurrency} workers")
+    if gateway is not None:
+        busy = f" ({gateway.port_note})" if gateway.port_note else ""
+        print(f"  gateway (FastAPI: openai + anthropic)   {gateway.url}/v1/chat, {args.gateway_rate:g} req/s{busy}")
+        print(f"  live dashboard                          {gateway.url}/observability/dashboard")
+        print(f"  metrics by category, JSON, CSV, health  {gateway.url}/observability/")
+        print(f"  gateway scenario                        {gateway.demo.scenario.describe()}")
     print("  stop with Ctrl-C" + (f" (or after {args.duration:g}s)" if args.duration else ""), flush=True)
 
     loop.start()
@@ -298,6 +328,8 @@ def run_demo(args: argparse.Namespace) -> int:
         print("stopping...", flush=True)
     finally:
         loop.stop()
+        if gateway is not None:
+            gateway.stop()
         final = summary.snapshot()
         recorder.remove_listener(summary)
         telemetry.shutdown()

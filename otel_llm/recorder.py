@@ -322,17 +322,17 @@ class LLMCall:
         reasoning_tokens: int | None = None,
     ) -> None:
         """Token counts as reported by the provider; ``input_tokens`` includes cached input."""
-        try:
+        try:  # a count that is not one (negative, beyond int64, not a number) is left unreported, alone
             if input_tokens is not None:
-                self.input_tokens = int(input_tokens)
+                self.input_tokens = _token_count(input_tokens, self.input_tokens)
             if output_tokens is not None:
-                self.output_tokens = int(output_tokens)
+                self.output_tokens = _token_count(output_tokens, self.output_tokens)
             if cache_read_tokens is not None:
-                self.cache_read_tokens = int(cache_read_tokens)
+                self.cache_read_tokens = _token_count(cache_read_tokens, self.cache_read_tokens)
             if cache_creation_tokens is not None:
-                self.cache_creation_tokens = int(cache_creation_tokens)
+                self.cache_creation_tokens = _token_count(cache_creation_tokens, self.cache_creation_tokens)
             if reasoning_tokens is not None:
-                self.reasoning_tokens = int(reasoning_tokens)
+                self.reasoning_tokens = _token_count(reasoning_tokens, self.reasoning_tokens)
         except Exception:
             report_internal_error("LLMCall.set_usage")
 
@@ -464,6 +464,20 @@ class LLMCall:
 
 
 _CALL_KEY = otel_context.create_key("otel_llm.call")
+
+_MAX_TOKENS = 2**63 - 1  # OTLP carries int64: one bigger value would fail every later metric export
+
+
+def _token_count(value: Any, previous: int | None) -> int | None:
+    """``value`` as a token count; ``previous`` when it is not one (a provider's bad usage field)."""
+    if isinstance(value, bool):
+        return previous
+    try:
+        count = int(value)
+    except (TypeError, ValueError, OverflowError):
+        return previous
+    return count if 0 <= count <= _MAX_TOKENS else previous
+
 
 OTHER_VALUE = "_OTHER"  # what a metric attribute says once its value limit is reached (semconv's word for it)
 ENV_METRIC_MAX_VALUES = "OTEL_LLM_METRIC_MAX_VALUES"

@@ -21,6 +21,7 @@ _log = logging.getLogger(__name__)
 
 _PROTOCOLS = ("grpc", "http/protobuf")
 _SIGNAL_PATHS = {"traces": "v1/traces", "metrics": "v1/metrics", "logs": "v1/logs"}
+_METRIC_SHUTDOWN_TIMEOUT_MS = 5_000
 
 
 class ConfigError(ValueError):
@@ -63,8 +64,10 @@ class Telemetry:
                 _log.debug("uninstrument failed", exc_info=True)
         if self.logs is not None:
             self.logs.shutdown()  # detaches the handler first; bounded by log_shutdown_timeout_ms
-        self.tracer_provider.shutdown()
-        self.meter_provider.shutdown()
+        self.tracer_provider.shutdown()  # bounded: otel_llm.spans.BatchSpanProcessor's shutdown_timeout_millis
+        # The last metric export gets this long; then the exporter is shut down, which aborts its retries
+        # (without a bound a dead collector holds shutdown for the exporter's timeout and more).
+        self.meter_provider.shutdown(timeout_millis=_METRIC_SHUTDOWN_TIMEOUT_MS)
         if self._prometheus_server is not None:
             server, thread = self._prometheus_server
             server.shutdown()

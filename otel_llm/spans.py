@@ -152,6 +152,13 @@ class BatchSpanProcessor(_SdkBatchSpanProcessor):
         """Spans waiting in the queue (not yet handed to the exporter)."""
         return len(self._batch_processor._queue)
 
+    def in_flight(self) -> int:
+        """Spans handed to the exporter whose export has not ended yet (at most one batch). After a
+        bounded shutdown these may still be in a request to a stuck collector: they are counted as
+        exported or ``export_failed`` when it ends."""
+        counts = self.counts
+        return counts.get("submitted") - counts.get("exported") - counts.get(EXPORT_FAILED)
+
     def shutdown(self) -> None:
         if self._closed:
             return

@@ -29,10 +29,10 @@ header h1 { font-size:18px; margin:0; font-weight:600; }
 .badge.unhealthy, .badge.error { background:#4a1c22; color:var(--bad); } .badge.unknown { background:#2c3235; color:var(--muted); }
 .muted { color:var(--muted); } .spacer { flex:1; }
 main { padding:16px 20px; display:grid; gap:16px; }
-.tiles { display:grid; grid-template-columns:repeat(auto-fill, minmax(170px, 1fr)); gap:12px; }
+.tiles { display:grid; grid-template-columns:repeat(auto-fill, minmax(200px, 1fr)); gap:12px; }
 .tile { background:var(--panel); border:1px solid var(--border); border-radius:4px; padding:10px 12px; }
 .tile .label { color:var(--muted); font-size:12px; }
-.tile .value { font-size:24px; font-weight:600; margin-top:2px; white-space:nowrap; }
+.tile .value { font-size:22px; font-weight:600; margin-top:2px; white-space:nowrap; overflow:hidden; text-overflow:ellipsis; }
 .tile .sub { color:var(--muted); font-size:12px; margin-top:2px; }
 .charts { display:grid; grid-template-columns:repeat(auto-fill, minmax(320px, 1fr)); gap:12px; }
 .panel { background:var(--panel); border:1px solid var(--border); border-radius:4px; padding:10px 12px; }
@@ -119,9 +119,8 @@ function renderTiles(s) {
 }
 
 function chart(id, legendId, points, series, format) {
-  const svg = $(id), W = 600, H = 130, L = 46, B = 16;
-  svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
-  svg.setAttribute("preserveAspectRatio", "none");
+  const svg = $(id), W = Math.max(svg.clientWidth, 200), H = Math.max(svg.clientHeight, 80), L = 52, B = 16;
+  svg.setAttribute("viewBox", `0 0 ${W} ${H}`);  // one unit per pixel: text is never stretched
   svg.replaceChildren();
   const values = points.flatMap((p) => series.map((s) => p[s.key]).filter((v) => v != null));
   const legend = $(legendId);
@@ -135,7 +134,7 @@ function chart(id, legendId, points, series, format) {
   }
   const max = Math.max(...values) || 1, t0 = points[0].t, t1 = points[points.length - 1].t || t0 + 1;
   const x = (t) => L + (W - L - 4) * (t - t0) / Math.max(t1 - t0, 1e-9);
-  const y = (v) => 4 + (H - B - 8) * (1 - v / max);
+  const y = (v) => 9 + (H - B - 13) * (1 - v / max);
   for (const frac of [0, 0.5, 1]) {
     const line = document.createElementNS(SVG, "line");
     line.setAttribute("x1", L); line.setAttribute("x2", W); line.setAttribute("y1", y(max * frac)); line.setAttribute("y2", y(max * frac));

@@ -185,13 +185,16 @@ class History:
                 self._snapshots.popleft()
 
     def reference(self, now: float, window: float) -> Snapshot | None:
-        """The oldest snapshot no older than ``window`` (else the newest one before that)."""
+        """The oldest snapshot no older than ``window``; when that one is less than ``step`` old (or
+        there is none), the newest one before it. So a window is as close to ``window`` as the
+        snapshots allow, and never a sliver when an older snapshot exists."""
         with self._lock:
             snapshots = [s for s in self._snapshots if s.t < now]
         inside = [s for s in snapshots if s.t >= now - window]
-        if inside:
+        older = [s for s in snapshots if s.t < now - window]
+        if inside and (now - inside[0].t >= min(self.step, window) or not older):
             return inside[0]
-        return snapshots[-1] if snapshots else None
+        return older[-1] if older else None
 
     def series(self) -> list[Snapshot]:
         with self._lock:
@@ -326,7 +329,7 @@ def summary(new: Snapshot, old: Snapshot | None, history: list[Snapshot], health
     for (_, kind), value in new.anomalies.items():
         _add(anomalies, kind, value)
     points = []
-    for before, after in zip(history, history[1:]):
+    for before, after in zip(history, history[1:], strict=False):
         figures = window_figures(after, before)
         points.append({"t": _round(after.t, 3), **{k: figures[k] for k in (
             "requests_per_second", "error_rate", "latency_p50", "latency_p95", "ttft_p95", "tokens_per_minute",

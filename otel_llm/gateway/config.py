@@ -24,6 +24,9 @@ CLIENT_ERROR_TYPES = frozenset({
     "UnprocessableEntityError",  # 422
     "ConflictError",  # 409
     "RequestTooLargeError",  # 413 (anthropic)
+    "ContentTooLargeError",  # 413
+    "PaymentRequiredError",  # 402: the account's fault
+    "ClientClosedRequestError",  # 499
     "CancelledError",  # the caller cancelled
 })
 
@@ -44,7 +47,7 @@ class GatewayConfig:
     anomaly_min_calls: int = 5  # an interval with fewer calls is never a latency or error-rate anomaly
     latency_factor: float = 3.0  # latency anomaly: mean normalised latency > factor x baseline
     error_rate_delta: float = 0.25  # error-rate anomaly: error ratio >= baseline + delta
-    cost_factor: float = 3.0  # cost anomaly: interval cost > factor x baseline mean
+    cost_factor: float = 3.0  # cost anomaly: mean cost per call > factor x baseline's
     max_models: int = 50  # request models tracked per provider; the rest count as "_other"
     client_error_types: frozenset[str] = field(default=CLIENT_ERROR_TYPES)
 

@@ -64,7 +64,11 @@ class Gateway:
         self._transition_counts: dict[tuple[str, str], int] = {}
         self._pools: dict[str, KeyPool] = {}
         self._rate_limits: dict[tuple[str, str], tuple[float, float]] = {}
-        self._in_flight: dict[int, tuple[dict[str, str], bool]] = {}
+        self._in_flight: dict[int, tuple[tuple[str, str], bool]] = {}  # id(call) -> ((provider, op), stream)
+        # In-process tallies behind observable instruments: a dict update per call instead of a synchronous
+        # SDK record (which costs more than the rest of the listener), as the recorder does for cost.
+        self._active: dict[tuple[str, str], list[int]] = {}  # (provider, operation) -> [requests, streams, streamed]
+        self._stream_counts: dict[tuple[str, str], int] = {}  # (provider, outcome) -> finished streams
         self._recorder: Recorder | None = None
 
         meter = get_meter(names.INSTRUMENTATION_SCOPE, __version__, meter_provider, schema_url=sc.SCHEMA_URL)
@@ -73,11 +77,12 @@ class Gateway:
         self._key_rotations = self._counter(meter, spec.KEY_POOL_ROTATIONS)
         self._key_validations = self._counter(meter, spec.KEY_POOL_VALIDATIONS)
         self._anomalies = self._counter(meter, spec.ANOMALIES)
-        self._streams = self._counter(meter, spec.STREAMS)
-        self._active_requests = meter.create_up_down_counter(
-            spec.ACTIVE_REQUESTS.name, unit=spec.ACTIVE_REQUESTS.unit, description=spec.ACTIVE_REQUESTS.description)
-        self._active_streams = meter.create_up_down_counter(
-            spec.ACTIVE_STREAMS.name, unit=spec.ACTIVE_STREAMS.unit, description=spec.ACTIVE_STREAMS.description)
+        for metric, callback in ((spec.ACTIVE_REQUESTS, self._observe_active_requests),
+                                 (spec.ACTIVE_STREAMS, self._observe_active_streams)):
+            meter.create_observable_up_down_counter(metric.name, callbacks=[callback], unit=metric.unit,
+                                                    description=metric.description)
+        meter.create_observable_counter(spec.STREAMS.name, callbacks=[self._observe_streams], unit=spec.STREAMS.unit,
+                                        description=spec.STREAMS.description)
         self._output_speed = meter.create_histogram(
             spec.STREAM_OUTPUT_SPEED.name, unit=spec.STREAM_OUTPUT_SPEED.unit,
             description=spec.STREAM_OUTPUT_SPEED.description,
@@ -124,22 +129,26 @@ class Gateway:
             recorder.remove_listener(self._on_end)
 
     def _on_start(self, call: LLMCall) -> None:
-        attributes = {names.PROVIDER: call.provider, names.OPERATION: call.operation}
+        key = (call.provider, call.operation)
         with self._lock:
-            self._in_flight[id(call)] = (attributes, call.stream)
-        self._active_requests.add(1, attributes)
-        if call.stream:
-            self._active_streams.add(1, attributes)
+            self._in_flight[id(call)] = (key, call.stream)
+            counts = self._active.get(key)
+            if counts is None:
+                counts = self._active[key] = [0, 0, 0]
+            counts[0] += 1
+            if call.stream:
+                counts[1] += 1
+                counts[2] = 1  # from now on this series exists
 
     def _on_end(self, call: LLMCall) -> None:
         now = self._clock()
         with self._lock:
             started = self._in_flight.pop(id(call), None)
-        if started is not None:
-            attributes, stream = started
-            self._active_requests.add(-1, attributes)
-            if stream:
-                self._active_streams.add(-1, attributes)
+            if started is not None:  # a call that started before attach() is not counted down
+                counts = self._active[started[0]]
+                counts[0] -= 1
+                if started[1]:
+                    counts[1] -= 1
         provider = call.provider
         outcome, latency = classify(call, self.config)
         if call.stream:
@@ -181,8 +190,9 @@ class Gateway:
 
     def _record_stream(self, call: LLMCall, outcome: str) -> None:
         failed = call.error_type is not None
-        self._streams.add(1, {names.PROVIDER: call.provider,
-                              names.STREAM_OUTCOME: "failed" if failed else "completed"})
+        key = (call.provider, "failed" if failed else "completed")
+        with self._lock:
+            self._stream_counts[key] = self._stream_counts.get(key, 0) + 1
         if failed or not call.output_tokens or not call.duration:
             return
         ttft = call.time_to_first_chunk
@@ -305,6 +315,21 @@ class Gateway:
         except Exception:
             report_internal_error("gateway availability gauge")
             return []
+
+    def _observe_active_requests(self, options: CallbackOptions) -> Iterable[Observation]:
+        with self._lock:
+            active = [(key, counts[0]) for key, counts in self._active.items()]
+        return [Observation(n, {names.PROVIDER: p, names.OPERATION: o}) for (p, o), n in active]
+
+    def _observe_active_streams(self, options: CallbackOptions) -> Iterable[Observation]:
+        with self._lock:
+            active = [(key, counts[1]) for key, counts in self._active.items() if counts[2]]
+        return [Observation(n, {names.PROVIDER: p, names.OPERATION: o}) for (p, o), n in active]
+
+    def _observe_streams(self, options: CallbackOptions) -> Iterable[Observation]:
+        with self._lock:
+            counts = list(self._stream_counts.items())
+        return [Observation(n, {names.PROVIDER: p, names.STREAM_OUTCOME: o}) for (p, o), n in counts]
 
     def _observe_breakers(self, options: CallbackOptions) -> Iterable[Observation]:
         with self._lock:

@@ -12,30 +12,51 @@ from typing import Any
 
 from . import names
 
-_OPENAI_PREFIX = "x-ratelimit-remaining-"
-_ANTHROPIC_PREFIX, _ANTHROPIC_SUFFIX = "anthropic-ratelimit-", "-remaining"
+_KINDS = {kind.replace("_", "-"): kind for kind in names.RATE_LIMIT_KINDS}
+_KINDS_BYTES = {name.encode(): kind for name, kind in _KINDS.items()}
+_OPENAI, _ANTHROPIC, _SUFFIX = "x-ratelimit-remaining-", "anthropic-ratelimit-", "-remaining"
+_OPENAI_B, _ANTHROPIC_B, _SUFFIX_B = _OPENAI.encode(), _ANTHROPIC.encode(), _SUFFIX.encode()
 
 
 def remaining_from_headers(headers: Mapping[str, Any] | None) -> dict[str, float]:
-    """``{kind: remaining}`` read from response headers (any case); unparsable values are skipped."""
+    """``{kind: remaining}`` read from response headers (any case); unparsable values are skipped.
+
+    One pass over the headers; for httpx/httpx2 ``Headers`` over their raw bytes (decoding every
+    header costs more than the rest of the gateway's listener).
+    """
     if not headers:
         return {}
     found: dict[str, float] = {}
+    raw = getattr(headers, "raw", None)
+    if isinstance(raw, list):
+        for name, value in raw:
+            name = name.lower()
+            if name.startswith(_OPENAI_B):
+                kind = _KINDS_BYTES.get(name[len(_OPENAI_B):])
+            elif name.startswith(_ANTHROPIC_B) and name.endswith(_SUFFIX_B):
+                kind = _KINDS_BYTES.get(name[len(_ANTHROPIC_B):-len(_SUFFIX_B)])
+            else:
+                continue
+            if kind is not None:
+                _number(found, kind, value)
+        return found
     for name, value in headers.items():
         lower = str(name).lower()
-        if lower.startswith(_OPENAI_PREFIX):
-            kind = lower[len(_OPENAI_PREFIX):]
-        elif lower.startswith(_ANTHROPIC_PREFIX) and lower.endswith(_ANTHROPIC_SUFFIX):
-            kind = lower[len(_ANTHROPIC_PREFIX):-len(_ANTHROPIC_SUFFIX)]
+        if lower.startswith(_OPENAI):
+            kind = _KINDS.get(lower[len(_OPENAI):])
+        elif lower.startswith(_ANTHROPIC) and lower.endswith(_SUFFIX):
+            kind = _KINDS.get(lower[len(_ANTHROPIC):-len(_SUFFIX)])
         else:
             continue
-        kind = kind.replace("-", "_")
-        if kind not in names.RATE_LIMIT_KINDS:
-            continue
-        try:
-            number = float(str(value).strip())
-        except ValueError:
-            continue
-        if number >= 0:
-            found[kind] = number
+        if kind is not None:
+            _number(found, kind, value)
     return found
+
+
+def _number(found: dict[str, float], kind: str, value: Any) -> None:
+    try:
+        number = float(value.strip())
+    except (ValueError, AttributeError, TypeError):
+        return
+    if number >= 0:
+        found[kind] = number

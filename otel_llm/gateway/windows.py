@@ -169,7 +169,8 @@ class AnomalyDetector:
       is more than ``latency_factor`` times the baseline's;
     * ``error_rate``: >= ``anomaly_min_calls`` calls, and its error ratio is at least the baseline's
       plus ``error_rate_delta``;
-    * ``cost``: its cost is more than ``cost_factor`` times the baseline's mean cost per interval (> 0).
+    * ``cost``: its mean cost per call is more than ``cost_factor`` times the baseline's mean cost per
+      call (> 0): expensive models or long prompts, not merely more traffic (that shows in the rates).
     """
 
     def __init__(self, config: GatewayConfig) -> None:
@@ -231,7 +232,8 @@ class AnomalyDetector:
                 found.append("error_rate")
         baseline = self._baseline("cost")
         if interval.cost > 0 and len(baseline) >= config.anomaly_min_baseline:
-            base = sum(i.cost for i in baseline) / len(baseline)
-            if base > 0 and interval.cost > config.cost_factor * base:
+            calls = sum(i.calls for i in baseline)
+            base = sum(i.cost for i in baseline) / calls if calls else 0.0
+            if base > 0 and interval.cost / interval.calls > config.cost_factor * base:
                 found.append("cost")
         return found
