@@ -37,7 +37,12 @@ SUFFIXED_METRICS = {
     "gen_ai_client_operation_time_per_output_chunk": "_seconds",
     "llm_client_cost": "_total",
     "llm_gateway_circuit_breaker_transitions": "_total",
+    "llm_gateway_key_pool_rotations": "_total",
+    "llm_gateway_key_pool_validations": "_total",
+    "llm_gateway_anomalies": "_total",
+    "llm_client_streams": "_total",
     "llm_gateway_provider_health": "_ratio",
+    "llm_gateway_model_availability": "_ratio",
 }
 
 

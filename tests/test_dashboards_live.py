@@ -21,10 +21,10 @@ Optional producers: the gateway metrics of issue 5 (``llm.gateway.*``,
 ``llm.client.active_requests``) and the collector's own telemetry and
 spanmetrics connector are not emitted by the instrumented service. Queries on
 them are reported but do not fail the test UNLESS the source says it provides
-them. The demo does not emit the gateway metrics yet (issue 5), so the
-provider-health queries on them are reported, not enforced, until it does. No
-collector runs here, so the collector-fed alert probes are only covered by
-`promtool test rules` (tests/test_rules.py).
+them. The demo plays a small gateway and provides the gateway metrics, so
+every provider-health panel is enforced. No collector runs here, so the
+collector-fed alert probes are only covered by `promtool test rules`
+(tests/test_rules.py).
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ SCHEMES: dict[str, list[dict]] = {
     ],
     "otlp-into-mimir-with-suffixes": [
         # gauge with unit "1": Mimir's translation appends _ratio (the Python exporter does not)
-        {"source_labels": ["__name__"], "regex": "llm_gateway_provider_health", "target_label": "__name__", "replacement": "llm_gateway_provider_health_ratio"},
+        {"source_labels": ["__name__"], "regex": "(llm_gateway_(?:provider_health|model_availability))", "target_label": "__name__", "replacement": "${1}_ratio"},
         _DROP_SCOPE_LABELS,
     ],
 }
@@ -195,6 +195,8 @@ def test_the_schemes_really_differ(prometheus_per_scheme: dict[str, PrometheusSe
     assert not mimir.query('{otel_scope_name!=""}'), "Mimir's OTLP endpoint adds no scope labels by default"
     suffixed = prometheus_per_scheme["otlp-into-mimir-with-suffixes"]
     suffixed.wait_for_series("llm_client_cost_total", timeout=30)
+    suffixed.wait_for_series("llm_gateway_provider_health_ratio", timeout=30)
+    assert not suffixed.query("llm_gateway_provider_health")
     assert not suffixed.query('{otel_scope_name!=""}')
 
 
