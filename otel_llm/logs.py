@@ -44,6 +44,9 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
+# LLM SDKs and HTTP clients log request options (prompts included) at DEBUG: below WARNING their
+# records stay with the app's other handlers and are never exported.
+_CHATTY_CLIENTS = frozenset({"openai", "anthropic", "httpx", "httpx2", "httpcore", "urllib3"})
 
 DROPPED_METRIC, DROPPED_UNIT, _DROPPED_DESCRIPTION = semconv.METRIC_LOGS_DROPPED
 # Values of the counter's ``error.type`` attribute: why a record never reached the collector.
@@ -96,7 +99,8 @@ class LogHandler(logging.Handler):
 
     It never raises: a record that cannot be converted (a filter, formatter, format argument or
     attribute raising) is dropped and counted as ``handler_error``, and the first such error per
-    exception type is logged. Records logged *while* it handles a record (the SDK warning about a
+    exception type is logged. DEBUG and INFO records of the LLM SDKs and HTTP clients are never
+    exported (they carry request options, prompts included). Records logged *while* it handles a record (the SDK warning about a
     full queue or a bad attribute) and records logged inside the export pipeline (exporters run
     with instrumentation suppressed) are left to the other handlers: the pipeline's own failures
     can never loop back into it.
@@ -112,6 +116,8 @@ class LogHandler(logging.Handler):
     def handle(self, record: logging.LogRecord) -> Any:
         if _handling.get() or not is_instrumentation_enabled():
             return False
+        if record.levelno < logging.WARNING and record.name.split(".", 1)[0] in _CHATTY_CLIENTS:
+            return False  # their debug/info records carry request options: prompts, even headers
         token = _handling.set(True)
         try:
             return super().handle(record)  # filters, then emit() under the handler lock

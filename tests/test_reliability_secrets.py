@@ -228,10 +228,6 @@ def test_with_content_on_the_scan_sees_the_text_and_still_no_key(upstream, otlp_
     assert _findings(run, CARRIERS, case_insensitive=True) == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known: with OTEL_PYTHON_LOG_HANDLER_LEVEL=debug the OTLP log handler exports the anthropic SDK's DEBUG "
-    "record of its request options, prompt included; otel_llm.logs should keep the LLM SDKs' and HTTP "
-    "clients' DEBUG records out of the export"))
 def test_debug_log_export_carries_no_message_text(upstream, otlp_receiver, monkeypatch):
     run = _run_everything("NO_CONTENT", upstream, otlp_receiver, monkeypatch, export_level="debug")
     assert _findings(run, SECRETS) == []
