@@ -360,7 +360,7 @@ def test_configure_counts_what_a_dead_collector_cost(otlp_receiver, upstream, mo
     dropped = telemetry.spans_dropped()
     received = [s for s in otlp_receiver.spans() if s["scope"] == "otel_llm"]
     assert len(received) + sum(dropped.values()) == calls + 1
-    assert dropped["queue_full"] > 0 and dropped["export_failed"] > 0
+    assert dropped["export_failed"] > 0  # (how many overflowed the queue instead depends on the machine's speed)
     reported = {p["attributes"]["error.type"]: p["value"] for p in otlp_receiver.metrics()
                 if p["name"] == otel_spans.DROPPED_METRIC}
     assert reported == dropped  # the metric tells the backend exactly what was lost

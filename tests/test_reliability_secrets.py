@@ -16,8 +16,8 @@ Prometheus exposition, every log record (message, arguments, exception text), an
 output must hold no API key (nor a recognisable part of one) and no bearer token, DEBUG records
 included; and, with content capture off, no message text (the SDKs' own DEBUG records aside: the
 anthropic SDK logs its request options there). With content capture on, the same scan finds the
-message text: the scan is able to see it. Exporting DEBUG records by OTLP currently ships that
-anthropic record: a known gap, pinned by a strict xfail.
+message text: the scan is able to see it. With DEBUG records exported by OTLP too, the LLM SDKs'
+and HTTP clients' records stay out of the export (otel_llm.logs), so no prompt leaves that way.
 """
 
 from __future__ import annotations
@@ -229,6 +229,9 @@ def test_with_content_on_the_scan_sees_the_text_and_still_no_key(upstream, otlp_
 
 
 def test_debug_log_export_carries_no_message_text(upstream, otlp_receiver, monkeypatch):
+    """OTEL_PYTHON_LOG_HANDLER_LEVEL=debug: the anthropic SDK's DEBUG record of its request options (the
+    prompt) is logged locally, never exported."""
     run = _run_everything("NO_CONTENT", upstream, otlp_receiver, monkeypatch, export_level="debug")
     assert _findings(run, SECRETS) == []
     assert [f for f in _findings(run, ("PROMPT-MARKER-7f3a",)) if f.startswith("otlp")] == []
+    assert _findings(run, ("PROMPT-MARKER-7f3a",)), "the local DEBUG lines do hold it: the scan can see it"

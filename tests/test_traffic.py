@@ -129,8 +129,9 @@ def test_only_deliberate_errors_is_nothing_through(capsys):
     assert summary["failed"] == summary["deliberate_errors"] == 4 and summary["succeeded"] == 0
 
 
-def test_duration_mode_progress_bar_and_collector_down():
+def test_duration_mode_progress_bar_and_collector_down(monkeypatch):
     # The collector is down: the calls are unaffected, and the summary says the spans were lost.
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "1")  # the exporters give up after 1 s, not 10
     out, err = io.StringIO(), io.StringIO()
     options = TrafficOptions(duration=1.0, rate=20, concurrency=2, error_share=0.0, seed=9, progress=True,
                              otlp_endpoint=f"http://127.0.0.1:{_free_port()}", otlp_protocol="http/protobuf")
