@@ -259,10 +259,7 @@ def test_any_answer_gives_the_caller_what_the_uninstrumented_sdk_gives(body, sta
         except ValueError:
             parsed = None
         model = parsed.get("model") if isinstance(parsed, dict) else None
-        choices = parsed.get("choices") if isinstance(parsed, dict) else None
-        # (the instrumentor reads the finish reasons first: choices that cannot be iterated, e.g. `true`,
-        # lose the response model too; the call still ends, failed by nothing)
-        if isinstance(model, str) and model and (choices is None or isinstance(choices, (list, dict, str))):
+        if isinstance(model, str) and model:  # even when choices are malformed
             assert span.attributes.get("gen_ai.response.model") == model
     encode_spans([span])
 
