@@ -11,34 +11,26 @@ from collections.abc import Sequence
 from typing import Any
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
+def _number(kind: type, low: float, high: float | None, rule: str, what: str = "a number") -> Any:
+    """An argparse type: ``kind`` parsed from text, within [low, high] (``rule`` says so in words)."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{rule}, got {text}")
+        return value
+
+    return parse
 
 
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"port must be 0..65535 (0 picks a free port), got {value}")
-    return value
-
-
-def _share(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must be a share between 0 and 1, got {text}")
-    return value
+_positive_float = _number(float, 1e-12, None, "must be > 0")
+_port = _number(int, 0, 65535, "port must be 0..65535 (0 picks a free port)", "a port number")
+_share = _number(float, 0.0, 1.0, "must be a share between 0 and 1")
+_positive_int = _number(int, 1, None, "must be >= 1", "a whole number")
+_seconds = _number(float, 0.0, None, "must be >= 0")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -111,26 +103,6 @@ def _header(text: str) -> tuple[str, str]:
     if not sep or not name.strip():
         raise argparse.ArgumentTypeError("a header is 'Name: value'")
     return name.strip(), value.strip()
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
 
 
 def _add_traffic_parser(commands: Any) -> None:

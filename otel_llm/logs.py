@@ -13,11 +13,9 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
-import threading
 import traceback
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from time import time_ns
@@ -28,17 +26,31 @@ from opentelemetry.context import get_current
 from opentelemetry.instrumentation.log_utils import std_to_otel
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
-from opentelemetry.sdk._logs import LoggerProvider, ReadableLogRecord
-from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter, LogRecordExportResult
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter
 
 from . import semconv
+from ._drops import (  # the reasons are re-exported: they are the values of the dropped counter
+    ALREADY_SHUTDOWN,
+    EXPORT_FAILED,
+    PIPELINE_REASONS,
+    QUEUE_FULL,
+    SHUTDOWN_TIMEOUT,
+    CountingBatch,
+    CountingExporter,
+    DropCounts,
+)
 from .version import __version__
 
 __all__ = [
+    "ALREADY_SHUTDOWN",
+    "EXPORT_FAILED",
+    "HANDLER_ERROR",
+    "QUEUE_FULL",
+    "SHUTDOWN_TIMEOUT",
     "DROPPED_METRIC",
     "DROP_REASONS",
     "BatchLogProcessor",
-    "LogCounts",
     "LogHandler",
     "LogPipeline",
 ]
@@ -49,37 +61,8 @@ _log = logging.getLogger(__name__)
 _CHATTY_CLIENTS = frozenset({"openai", "anthropic", "httpx", "httpx2", "httpcore", "urllib3"})
 
 DROPPED_METRIC, DROPPED_UNIT, _DROPPED_DESCRIPTION = semconv.METRIC_LOGS_DROPPED
-# Values of the counter's ``error.type`` attribute: why a record never reached the collector.
-QUEUE_FULL = "queue_full"  # the bounded queue was full when the record was emitted (the oldest queued record goes)
-ALREADY_SHUTDOWN = "already_shutdown"  # emitted after shutdown
-EXPORT_FAILED = "export_failed"  # the exporter gave up on its batch (collector down, refusing, too slow) or raised
-SHUTDOWN_TIMEOUT = "shutdown_timeout"  # still queued when shutdown's time bound ran out
 HANDLER_ERROR = "handler_error"  # a filter, formatter, format argument or attribute raised while converting it
-DROP_REASONS = (QUEUE_FULL, ALREADY_SHUTDOWN, EXPORT_FAILED, SHUTDOWN_TIMEOUT, HANDLER_ERROR)
-
-
-class LogCounts:
-    """Thread-safe tallies: the drop reasons above, plus ``submitted`` (handed to the exporter)
-    and ``exported`` (accepted by it)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._counts: dict[str, int] = {}
-
-    def add(self, key: str, n: int = 1) -> None:
-        with self._lock:
-            self._counts[key] = self._counts.get(key, 0) + n
-
-    def get(self, key: str) -> int:
-        return self._counts.get(key, 0)
-
-    def snapshot(self) -> dict[str, int]:
-        with self._lock:
-            return dict(self._counts)
-
-    def dropped(self) -> int:
-        with self._lock:
-            return sum(self._counts.get(reason, 0) for reason in DROP_REASONS)
+DROP_REASONS = (*PIPELINE_REASONS, HANDLER_ERROR)
 
 
 # ---------------------------------------------------------------------- handler
@@ -106,11 +89,11 @@ class LogHandler(logging.Handler):
     can never loop back into it.
     """
 
-    def __init__(self, logger_provider: Any, level: int = logging.NOTSET, counts: LogCounts | None = None) -> None:
+    def __init__(self, logger_provider: Any, level: int = logging.NOTSET, counts: DropCounts | None = None) -> None:
         super().__init__(level)
         self._provider = logger_provider
         self._loggers: dict[str, Any] = {}
-        self.counts = counts if counts is not None else LogCounts()
+        self.counts = counts if counts is not None else DropCounts(DROP_REASONS)
         self._reported: set[type[BaseException]] = set()
 
     def handle(self, record: logging.LogRecord) -> Any:
@@ -167,54 +150,7 @@ class LogHandler(logging.Handler):
 # ---------------------------------------------------------------------- processor
 
 
-class _CountingExporter(LogRecordExporter):
-    """Counts what the wrapped exporter accepted and what it gave up on."""
-
-    def __init__(self, exporter: LogRecordExporter, counts: LogCounts) -> None:
-        self.exporter = exporter
-        self._counts = counts
-
-    def export(self, batch: Sequence[ReadableLogRecord]) -> Any:
-        try:
-            result = self.exporter.export(batch)
-        except Exception:
-            self._counts.add(EXPORT_FAILED, len(batch))
-            raise  # the SDK's worker logs it and carries on
-        ok = getattr(result, "name", None) == LogRecordExportResult.SUCCESS.name
-        self._counts.add("exported" if ok else EXPORT_FAILED, len(batch))
-        return result
-
-    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
-        if "timeout_millis" in inspect.signature(self.exporter.shutdown).parameters:
-            self.exporter.shutdown(timeout_millis=timeout_millis)
-        else:
-            self.exporter.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        return self.exporter.force_flush(timeout_millis)
-
-
-class _DropHook:
-    """Stands in for the SDK processor's internal metrics object: the SDK calls ``drop_items``
-    exactly where it drops a record and ``finish_items`` when it hands a batch to the exporter."""
-
-    def __init__(self, inner: Any, counts: LogCounts) -> None:
-        self._inner = inner
-        self._counts = counts
-
-    def register_queue_size(self, get_queue_size: Any) -> None:
-        self._inner.register_queue_size(get_queue_size)
-
-    def drop_items(self, count: int, error_type: str = QUEUE_FULL) -> None:
-        self._counts.add(error_type, count)
-        self._inner.drop_items(count, error_type)
-
-    def finish_items(self, count: int) -> None:
-        self._counts.add("submitted", count)
-        self._inner.finish_items(count)
-
-
-class BatchLogProcessor(BatchLogRecordProcessor):
+class BatchLogProcessor(CountingBatch, BatchLogRecordProcessor):
     """The SDK's batch processor, counting every record it loses, with a bounded shutdown.
 
     Emitting appends to a bounded deque (``max_queue_size``; when full the oldest record is
@@ -235,37 +171,15 @@ class BatchLogProcessor(BatchLogRecordProcessor):
         shutdown_timeout_millis: float = 5_000,
         meter_provider: MeterProvider | None = None,
     ) -> None:
-        self.counts = LogCounts()
-        self.exporter = exporter
+        self.counts = DropCounts(DROP_REASONS)
         super().__init__(
-            _CountingExporter(exporter, self.counts),
+            CountingExporter(exporter, self.counts),
             schedule_delay_millis=schedule_delay_millis,
             max_export_batch_size=max_export_batch_size,
             max_queue_size=max_queue_size,
             meter_provider=meter_provider,
         )
-        # The SDK (1.39 - 1.45 at least) counts its drops only into opt-in internal metrics; we
-        # hook the object it reports them to. Pinned by tests/test_logs.py.
-        batch = self._batch_processor
-        batch._metrics = _DropHook(batch._metrics, self.counts)
-        self.max_queue_size: int = batch._max_queue_size
-        self.shutdown_timeout_millis = shutdown_timeout_millis
-        self._closed = False
-
-    def pending(self) -> int:
-        """Records waiting in the queue (not yet handed to the exporter)."""
-        return len(self._batch_processor._queue)
-
-    def shutdown(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._batch_processor.shutdown(timeout_millis=self.shutdown_timeout_millis)
-        queue = self._batch_processor._queue
-        left = len(queue)
-        queue.clear()
-        if left:
-            self.counts.add(SHUTDOWN_TIMEOUT, left)
+        self._count_drops(exporter, shutdown_timeout_millis)
 
 
 # ---------------------------------------------------------------------- pipeline

@@ -10,7 +10,6 @@ OTLP log records (see :mod:`otel_llm.logs`).
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 from collections.abc import Mapping, Sequence

@@ -101,6 +101,12 @@ METRIC_LOGS_DROPPED = (
     "Python log records that were not exported, by error.type (queue_full, export_failed, ...).",
 )
 
+METRIC_SPANS_DROPPED = (
+    "otel_llm.spans.dropped",
+    "{span}",
+    "Spans that never reached the collector, by error.type (queue_full, export_failed, ...).",
+)
+
 # Advised explicit bucket boundaries.
 DURATION_BUCKETS = (
     0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,

@@ -15,102 +15,36 @@ Losses are reported as the counter ``otel_llm.spans.dropped`` (attribute ``error
 
 from __future__ import annotations
 
-import inspect
-import threading
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
-from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor as _SdkBatchSpanProcessor
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import SpanExporter
 
+from . import semconv
+from ._drops import (
+    ALREADY_SHUTDOWN,
+    EXPORT_FAILED,
+    PIPELINE_REASONS,
+    QUEUE_FULL,
+    SHUTDOWN_TIMEOUT,
+    CountingBatch,
+    CountingExporter,
+    DropCounts,
+    dropped_by_reason,
+)
 from .version import __version__
 
-__all__ = ["DROPPED_METRIC", "DROP_REASONS", "BatchSpanProcessor", "SpanCounts", "register_dropped_metric"]
+__all__ = [
+    "ALREADY_SHUTDOWN", "DROPPED_METRIC", "DROP_REASONS", "EXPORT_FAILED", "QUEUE_FULL", "SHUTDOWN_TIMEOUT",
+    "BatchSpanProcessor", "dropped", "register_dropped_metric",
+]
 
-DROPPED_METRIC = "otel_llm.spans.dropped"
-DROPPED_UNIT = "{span}"
-# Values of the counter's ``error.type`` attribute: why a span never reached the collector.
-QUEUE_FULL = "queue_full"  # the bounded queue was full when the span ended (the oldest queued span goes)
-ALREADY_SHUTDOWN = "already_shutdown"  # ended after shutdown
-EXPORT_FAILED = "export_failed"  # the exporter gave up on its batch (collector down, refusing, too slow) or raised
-SHUTDOWN_TIMEOUT = "shutdown_timeout"  # still queued when shutdown's time bound ran out
-DROP_REASONS = (QUEUE_FULL, ALREADY_SHUTDOWN, EXPORT_FAILED, SHUTDOWN_TIMEOUT)
+DROPPED_METRIC, DROPPED_UNIT, _DROPPED_DESCRIPTION = semconv.METRIC_SPANS_DROPPED
+DROP_REASONS = PIPELINE_REASONS
 
 
-class SpanCounts:
-    """Thread-safe tallies: the drop reasons above, plus ``submitted`` (handed to the exporter)
-    and ``exported`` (accepted by it)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._counts: dict[str, int] = {}
-
-    def add(self, key: str, n: int = 1) -> None:
-        with self._lock:
-            self._counts[key] = self._counts.get(key, 0) + n
-
-    def get(self, key: str) -> int:
-        return self._counts.get(key, 0)
-
-    def snapshot(self) -> dict[str, int]:
-        with self._lock:
-            return dict(self._counts)
-
-    def dropped(self) -> int:
-        with self._lock:
-            return sum(self._counts.get(reason, 0) for reason in DROP_REASONS)
-
-
-class _CountingExporter(SpanExporter):
-    """Counts what the wrapped exporter accepted and what it gave up on."""
-
-    def __init__(self, exporter: SpanExporter, counts: SpanCounts) -> None:
-        self.exporter = exporter
-        self._counts = counts
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        try:
-            result = self.exporter.export(spans)
-        except Exception:
-            self._counts.add(EXPORT_FAILED, len(spans))
-            raise  # the SDK's worker logs it and carries on
-        ok = getattr(result, "name", None) == SpanExportResult.SUCCESS.name
-        self._counts.add("exported" if ok else EXPORT_FAILED, len(spans))
-        return result
-
-    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
-        if "timeout_millis" in inspect.signature(self.exporter.shutdown).parameters:
-            self.exporter.shutdown(timeout_millis=timeout_millis)
-        else:
-            self.exporter.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        return self.exporter.force_flush(timeout_millis)
-
-
-class _DropHook:
-    """Stands in for the SDK processor's internal metrics object: the SDK calls ``drop_items``
-    exactly where it drops a span and ``finish_items`` when it hands a batch to the exporter."""
-
-    def __init__(self, inner: Any, counts: SpanCounts) -> None:
-        self._inner = inner
-        self._counts = counts
-
-    def register_queue_size(self, get_queue_size: Any) -> None:
-        self._inner.register_queue_size(get_queue_size)
-
-    def drop_items(self, count: int, error_type: str = QUEUE_FULL) -> None:
-        self._counts.add(error_type, count)
-        self._inner.drop_items(count, error_type)
-
-    def finish_items(self, count: int) -> None:
-        self._counts.add("submitted", count)
-        self._inner.finish_items(count)
-
-
-class BatchSpanProcessor(_SdkBatchSpanProcessor):
+class BatchSpanProcessor(CountingBatch, _SdkBatchSpanProcessor):
     """The SDK's batch span processor, counting every span it loses, with a bounded shutdown.
 
     Ending a span appends it to a bounded deque (``max_queue_size``; when full the oldest span is
@@ -131,50 +65,20 @@ class BatchSpanProcessor(_SdkBatchSpanProcessor):
         shutdown_timeout_millis: float = 5_000,
         meter_provider: MeterProvider | None = None,
     ) -> None:
-        self.counts = SpanCounts()
-        self.exporter = exporter
+        self.counts = DropCounts(DROP_REASONS)
         super().__init__(
-            _CountingExporter(exporter, self.counts),
+            CountingExporter(exporter, self.counts),
             max_queue_size=max_queue_size,
             schedule_delay_millis=schedule_delay_millis,
             max_export_batch_size=max_export_batch_size,
             meter_provider=meter_provider,
         )
-        # Hook the object the SDK reports its drops to (as otel_llm.logs does; pinned by
-        # tests/test_reliability_export.py).
-        batch = self._batch_processor
-        batch._metrics = _DropHook(batch._metrics, self.counts)
-        self.max_queue_size: int = batch._max_queue_size
-        self.shutdown_timeout_millis = shutdown_timeout_millis
-        self._closed = False
-
-    def pending(self) -> int:
-        """Spans waiting in the queue (not yet handed to the exporter)."""
-        return len(self._batch_processor._queue)
-
-    def in_flight(self) -> int:
-        """Spans handed to the exporter whose export has not ended yet (at most one batch). After a
-        bounded shutdown these may still be in a request to a stuck collector: they are counted as
-        exported or ``export_failed`` when it ends."""
-        counts = self.counts
-        return counts.get("submitted") - counts.get("exported") - counts.get(EXPORT_FAILED)
-
-    def shutdown(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._batch_processor.shutdown(timeout_millis=self.shutdown_timeout_millis)
-        queue = self._batch_processor._queue
-        left = len(queue)
-        queue.clear()
-        if left:
-            self.counts.add(SHUTDOWN_TIMEOUT, left)
+        self._count_drops(exporter, shutdown_timeout_millis)
 
 
-def dropped(processors: Iterable[BatchSpanProcessor]) -> dict[str, int]:
+def dropped(processors: Sequence[BatchSpanProcessor]) -> dict[str, int]:
     """Spans lost so far by these processors, by reason (every reason present, zeros included)."""
-    processors = list(processors)
-    return {reason: sum(p.counts.get(reason) for p in processors) for reason in DROP_REASONS}
+    return dropped_by_reason((p.counts for p in processors), DROP_REASONS)
 
 
 def register_dropped_metric(meter_provider: MeterProvider, processors: Sequence[BatchSpanProcessor]) -> None:
@@ -185,8 +89,5 @@ def register_dropped_metric(meter_provider: MeterProvider, processors: Sequence[
 
     meter = meter_provider.get_meter("otel_llm.spans", __version__)
     meter.create_observable_counter(
-        DROPPED_METRIC,
-        callbacks=[observe],
-        unit=DROPPED_UNIT,
-        description="Spans that never reached the collector, by reason (error.type)",
+        DROPPED_METRIC, callbacks=[observe], unit=DROPPED_UNIT, description=_DROPPED_DESCRIPTION
     )
