@@ -218,12 +218,12 @@ def main() -> int:
 
     print(f"\nopenai SDK per-call cost, median of {args.rounds} interleaved rounds x {args.calls} calls "
           f"(each run a fresh process)\n")
-    print(f"{'scenario':<12}{'mode':<10}{'cpu us/call':>13}{'added cpu':>11}{'wall us/call':>14}{'added wall':>12}")
+    print(f"{'scenario':<16}{'mode':<10}{'cpu us/call':>13}{'added cpu':>11}{'wall us/call':>14}{'added wall':>12}")
     for scenario in SCENARIOS:
         base_cpu, base_wall = median("baseline", scenario, "cpu_us"), median("baseline", scenario, "wall_us")
         for mode in modes:
             cpu, wall = median(mode, scenario, "cpu_us"), median(mode, scenario, "wall_us")
-            print(f"{scenario:<12}{mode:<10}{cpu:>13.1f}{cpu - base_cpu:>11.1f}{wall:>14.1f}{wall - base_wall:>12.1f}")
+            print(f"{scenario:<16}{mode:<10}{cpu:>13.1f}{cpu - base_cpu:>11.1f}{wall:>14.1f}{wall - base_wall:>12.1f}")
     print("\nadded cost per streamed chunk ((stream_50 - stream_1) / 49, minus the baseline's):")
     per_chunk = {}
     for mode in modes:
@@ -238,10 +238,10 @@ def main() -> int:
         for scenario in SCENARIOS:
             base = median("baseline", scenario, "cpu_us")
             ours, theirs = median("otel_llm", scenario, "cpu_us") - base, median("official", scenario, "cpu_us") - base
-            print(f"  {scenario:<12}{ours / theirs if theirs > 0 else float('nan'):6.2f}")
+            print(f"  {scenario:<16}{ours / theirs if theirs > 0 else float('nan'):6.2f}")
         ours = per_chunk["otel_llm"]["cpu_us"] - per_chunk["baseline"]["cpu_us"]
         theirs = per_chunk["official"]["cpu_us"] - per_chunk["baseline"]["cpu_us"]
-        print(f"  {'per chunk':<12}{ours / theirs if theirs > 0 else float('nan'):6.2f}")
+        print(f"  {'per chunk':<16}{ours / theirs if theirs > 0 else float('nan'):6.2f}")
     return 0
 
 
