@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -480,13 +481,11 @@ def _token_count(value: Any, previous: int | None) -> int | None:
 
 
 OTHER_VALUE = "_OTHER"  # what a metric attribute says once its value limit is reached (semconv's word for it)
-ENV_METRIC_MAX_VALUES = "OTEL_LLM_METRIC_MAX_VALUES"
+ENV_METRIC_MAX_VALUES = sc.ENV_METRIC_MAX_VALUES
 DEFAULT_METRIC_MAX_VALUES = 100
 
 
 def _max_metric_values_from_env() -> int:
-    import os
-
     raw = os.environ.get(ENV_METRIC_MAX_VALUES, "").strip()
     if raw.isdigit() and int(raw) > 0:
         return int(raw)
