@@ -100,12 +100,19 @@ class _DropHook:
 
 
 class CountingBatch:
-    """Mixin for the SDK's batch span/log processors: call ``_count_drops()`` after the SDK's
-    ``__init__`` (given a ``CountingExporter`` on ``self.counts``)."""
+    """Mixin for the SDK's batch span/log processors (listed before the SDK class): the SDK's
+    processor around a ``CountingExporter``, its drops hooked, its shutdown bounded.
 
-    counts: DropCounts
+    ``batch_options`` go to the SDK's processor as they are (``max_queue_size``,
+    ``max_export_batch_size``, ``schedule_delay_millis``, ``meter_provider``); unset ones default to
+    the SDK's ``OTEL_BSP_*`` / ``OTEL_BLRP_*`` environment.
+    """
 
-    def _count_drops(self, exporter: Any, shutdown_timeout_millis: float) -> None:
+    REASONS: tuple[str, ...] = PIPELINE_REASONS
+
+    def __init__(self, exporter: Any, *, shutdown_timeout_millis: float = 5_000, **batch_options: Any) -> None:
+        self.counts = DropCounts(self.REASONS)
+        super().__init__(CountingExporter(exporter, self.counts), **batch_options)  # type: ignore[call-arg]
         batch = self._batch_processor  # type: ignore[attr-defined]
         batch._metrics = _DropHook(batch._metrics, self.counts)
         self.exporter = exporter
@@ -136,3 +143,20 @@ class CountingBatch:
         queue.clear()
         if left:
             self.counts.add(SHUTDOWN_TIMEOUT, left)
+
+
+def register_dropped_counter(
+    meter_provider: Any, scope: str, spec: tuple[str, str, str], dropped: Any
+) -> None:
+    """Report ``dropped() -> {reason: n}`` as an observable counter with ``error.type`` = reason."""
+    from opentelemetry.metrics import Observation
+
+    from .version import __version__
+
+    def observe(_options: Any) -> list[Observation]:
+        return [Observation(n, {"error.type": reason}) for reason, n in dropped().items()]
+
+    name, unit, description = spec
+    meter_provider.get_meter(scope, __version__).create_observable_counter(
+        name, callbacks=[observe], unit=unit, description=description
+    )

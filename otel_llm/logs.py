@@ -25,7 +25,7 @@ from opentelemetry._logs import LogRecord
 from opentelemetry.context import get_current
 from opentelemetry.instrumentation.log_utils import std_to_otel
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
-from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
+from opentelemetry.metrics import MeterProvider
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter
 
@@ -37,10 +37,10 @@ from ._drops import (  # the reasons are re-exported: they are the values of the
     QUEUE_FULL,
     SHUTDOWN_TIMEOUT,
     CountingBatch,
-    CountingExporter,
     DropCounts,
+    dropped_by_reason,
+    register_dropped_counter,
 )
-from .version import __version__
 
 __all__ = [
     "ALREADY_SHUTDOWN",
@@ -60,7 +60,7 @@ _log = logging.getLogger(__name__)
 # records stay with the app's other handlers and are never exported.
 _CHATTY_CLIENTS = frozenset({"openai", "anthropic", "httpx", "httpx2", "httpcore", "urllib3"})
 
-DROPPED_METRIC, DROPPED_UNIT, _DROPPED_DESCRIPTION = semconv.METRIC_LOGS_DROPPED
+DROPPED_METRIC = semconv.METRIC_LOGS_DROPPED[0]
 HANDLER_ERROR = "handler_error"  # a filter, formatter, format argument or attribute raised while converting it
 DROP_REASONS = (*PIPELINE_REASONS, HANDLER_ERROR)
 
@@ -161,25 +161,7 @@ class BatchLogProcessor(CountingBatch, BatchLogRecordProcessor):
     default to ``OTEL_BLRP_*`` as in the SDK.
     """
 
-    def __init__(
-        self,
-        exporter: LogRecordExporter,
-        *,
-        max_queue_size: int | None = None,
-        max_export_batch_size: int | None = None,
-        schedule_delay_millis: float | None = None,
-        shutdown_timeout_millis: float = 5_000,
-        meter_provider: MeterProvider | None = None,
-    ) -> None:
-        self.counts = DropCounts(DROP_REASONS)
-        super().__init__(
-            CountingExporter(exporter, self.counts),
-            schedule_delay_millis=schedule_delay_millis,
-            max_export_batch_size=max_export_batch_size,
-            max_queue_size=max_queue_size,
-            meter_provider=meter_provider,
-        )
-        self._count_drops(exporter, shutdown_timeout_millis)
+    REASONS = DROP_REASONS
 
 
 # ---------------------------------------------------------------------- pipeline
@@ -222,20 +204,10 @@ class LogPipeline:
 
     def dropped(self) -> dict[str, int]:
         """Records lost so far, by reason (every reason present, zeros included)."""
-        tallies = [p.counts for p in self.processors] + [self.handler.counts]
-        return {reason: sum(t.get(reason) for t in tallies) for reason in DROP_REASONS}
+        return dropped_by_reason([p.counts for p in self.processors] + [self.handler.counts], DROP_REASONS)
 
     def _register_metric(self, meter_provider: MeterProvider) -> None:
-        def observe(_options: CallbackOptions) -> list[Observation]:
-            return [Observation(n, {"error.type": reason}) for reason, n in self.dropped().items()]
-
-        meter = meter_provider.get_meter("otel_llm.logs", __version__)
-        meter.create_observable_counter(
-            DROPPED_METRIC,
-            callbacks=[observe],
-            unit=DROPPED_UNIT,
-            description=_DROPPED_DESCRIPTION,
-        )
+        register_dropped_counter(meter_provider, "otel_llm.logs", semconv.METRIC_LOGS_DROPPED, self.dropped)
 
     def attach(self, logger: logging.Logger | None = None) -> None:
         """Add the handler to ``logger`` (the root logger by default); ``shutdown()`` removes it."""

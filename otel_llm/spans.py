@@ -17,9 +17,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
+from opentelemetry.metrics import MeterProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor as _SdkBatchSpanProcessor
-from opentelemetry.sdk.trace.export import SpanExporter
 
 from . import semconv
 from ._drops import (
@@ -29,18 +28,16 @@ from ._drops import (
     QUEUE_FULL,
     SHUTDOWN_TIMEOUT,
     CountingBatch,
-    CountingExporter,
-    DropCounts,
     dropped_by_reason,
+    register_dropped_counter,
 )
-from .version import __version__
 
 __all__ = [
     "ALREADY_SHUTDOWN", "DROPPED_METRIC", "DROP_REASONS", "EXPORT_FAILED", "QUEUE_FULL", "SHUTDOWN_TIMEOUT",
     "BatchSpanProcessor", "dropped", "register_dropped_metric",
 ]
 
-DROPPED_METRIC, DROPPED_UNIT, _DROPPED_DESCRIPTION = semconv.METRIC_SPANS_DROPPED
+DROPPED_METRIC = semconv.METRIC_SPANS_DROPPED[0]
 DROP_REASONS = PIPELINE_REASONS
 
 
@@ -55,25 +52,7 @@ class BatchSpanProcessor(CountingBatch, _SdkBatchSpanProcessor):
     default to ``OTEL_BSP_*`` as in the SDK.
     """
 
-    def __init__(
-        self,
-        exporter: SpanExporter,
-        *,
-        max_queue_size: int | None = None,
-        schedule_delay_millis: float | None = None,
-        max_export_batch_size: int | None = None,
-        shutdown_timeout_millis: float = 5_000,
-        meter_provider: MeterProvider | None = None,
-    ) -> None:
-        self.counts = DropCounts(DROP_REASONS)
-        super().__init__(
-            CountingExporter(exporter, self.counts),
-            max_queue_size=max_queue_size,
-            schedule_delay_millis=schedule_delay_millis,
-            max_export_batch_size=max_export_batch_size,
-            meter_provider=meter_provider,
-        )
-        self._count_drops(exporter, shutdown_timeout_millis)
+    REASONS = DROP_REASONS
 
 
 def dropped(processors: Sequence[BatchSpanProcessor]) -> dict[str, int]:
@@ -83,11 +62,5 @@ def dropped(processors: Sequence[BatchSpanProcessor]) -> dict[str, int]:
 
 def register_dropped_metric(meter_provider: MeterProvider, processors: Sequence[BatchSpanProcessor]) -> None:
     """Report the processors' losses as the observable counter ``otel_llm.spans.dropped``."""
-
-    def observe(_options: CallbackOptions) -> list[Observation]:
-        return [Observation(n, {"error.type": reason}) for reason, n in dropped(processors).items()]
-
-    meter = meter_provider.get_meter("otel_llm.spans", __version__)
-    meter.create_observable_counter(
-        DROPPED_METRIC, callbacks=[observe], unit=DROPPED_UNIT, description=_DROPPED_DESCRIPTION
-    )
+    register_dropped_counter(meter_provider, "otel_llm.spans", semconv.METRIC_SPANS_DROPPED,
+                             lambda: dropped(processors))
