@@ -16,24 +16,27 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 import tracemalloc
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcLogExporter
-from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HttpLogExporter
+from opentelemetry.exporter.otlp.proto.grpc._log_exporter import (
+    OTLPLogExporter as GrpcLogExporter,
+)
+from opentelemetry.exporter.otlp.proto.http._log_exporter import (
+    OTLPLogExporter as HttpLogExporter,
+)
 from opentelemetry.sdk._logs.export import LogRecordExporter
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
 
 from otel_llm import logs as otel_logs
 from otel_llm.logs import DROPPED_METRIC, LogPipeline
 from otel_llm.sdk import ConfigError, configure
+from tests.support.faults import Gate, wait_until
 
 pytestmark = pytest.mark.slow
 TRANSPORTS = ["grpc", "http"]
@@ -56,44 +59,6 @@ def _exporter(transport: str, receiver: Any = None, *, port: int | None = None, 
         return GrpcLogExporter(endpoint=endpoint, insecure=True, timeout=timeout)
     endpoint = receiver.http_url("logs") if port is None else f"http://127.0.0.1:{port}/v1/logs"
     return HttpLogExporter(endpoint=endpoint, timeout=timeout)
-
-
-class Gate(LogRecordExporter):
-    """Wraps a real exporter. ``export`` sets ``entered``, runs the real export (real network),
-    then holds the worker thread until ``release`` is set, then sets ``returned``."""
-
-    def __init__(self, inner: LogRecordExporter) -> None:
-        self.inner = inner
-        self.entered = threading.Event()
-        self.release = threading.Event()
-        self.returned = threading.Event()
-
-    def export(self, batch: Any) -> Any:
-        self.entered.set()
-        try:
-            return self.inner.export(batch)
-        finally:
-            self.release.wait(30)
-            self.returned.set()
-
-    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
-        self.release.set()
-        self.inner.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        return True
-
-
-def _wait_until(predicate: Callable[[], Any], timeout: float = 15, what: str = "condition") -> Any:
-    """Liveness wait (fails only if something never happens)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"{what} not reached within {timeout}s")
-        time.sleep(0.02)
 
 
 class Rig:
@@ -223,7 +188,7 @@ def test_emit_never_waits_on_the_network(transport, fault, otlp_receiver, rig):
 
     gate.release.set()
     r.pipeline.shutdown()
-    _wait_until(lambda: r.accounted() == 2, what="both records exported or counted as lost")
+    wait_until(lambda: r.accounted() == 2, what="both records exported or counted as lost")
     assert r.counts.get("exported") == 0
     assert r.counts.get(otel_logs.EXPORT_FAILED) + r.counts.get(otel_logs.SHUTDOWN_TIMEOUT) == 2
     if fault == "error":
@@ -267,7 +232,7 @@ def test_burst_is_bounded_and_every_drop_is_counted(transport, otlp_receiver, ri
 
     gate.release.set()
     otlp_receiver.wait_for(lambda rec: len(rec.logs()) == batch + queue, message="warm-up + queued records")
-    _wait_until(lambda: r.counts.get("exported") == batch + queue)
+    wait_until(lambda: r.counts.get("exported") == batch + queue)
     # The oldest records were the ones dropped: what arrived is the warm-up and the burst's tail.
     expected = [f"warm-up {i}" for i in range(batch)] + [f"burst {i}" for i in range(burst - queue, burst)]
     assert sorted(_bodies(otlp_receiver)) == sorted(expected)
@@ -332,7 +297,7 @@ def test_shutdown_returns_when_the_collector_is_down_or_slow(transport, fault, o
 
     otlp_receiver.stop()  # let a slow receiver answer the request still in flight, if any
     processor = telemetry.logs.processors[0]
-    _wait_until(lambda: processor.counts.get("exported") + processor.counts.dropped() == 1500,
+    wait_until(lambda: processor.counts.get("exported") + processor.counts.dropped() == 1500,
                 what="every record exported or counted as lost")
     if fault == "down":
         assert processor.counts.get("exported") == 0
@@ -385,7 +350,7 @@ def test_errors_inside_the_pipeline_never_reach_the_caller(transport, otlp_recei
     log = r.logger
 
     log.info("lost to a broken exporter")
-    _wait_until(lambda: r.counts.get(otel_logs.EXPORT_FAILED) == 1, what="the broken export counted")
+    wait_until(lambda: r.counts.get(otel_logs.EXPORT_FAILED) == 1, what="the broken export counted")
 
     handler = r.pipeline.handler
     handler.addFilter(bad_filter := _RaisingFilter())
@@ -431,7 +396,7 @@ def test_export_resumes_when_the_collector_comes_back(transport, otlp_receiver, 
 
     r.logger.info("after the outage")
     otlp_receiver.wait_for(lambda rec: "after the outage" in _bodies(rec), message="a new record")
-    _wait_until(lambda: r.counts.get("exported") == 2)
+    wait_until(lambda: r.counts.get("exported") == 2)
     assert r.counts.dropped() == 0
 
 
@@ -439,7 +404,7 @@ def test_export_resumes_after_batches_were_given_up(otlp_receiver, rig):
     otlp_receiver.mode = "error"
     r = rig(_exporter("grpc", otlp_receiver, timeout=0.5), schedule_delay_millis=20)
     r.logger.error("given up")
-    _wait_until(lambda: r.counts.get(otel_logs.EXPORT_FAILED) == 1, what="the batch given up and counted")
+    wait_until(lambda: r.counts.get(otel_logs.EXPORT_FAILED) == 1, what="the batch given up and counted")
     otlp_receiver.mode = "ok"
     r.logger.info("delivered")
     otlp_receiver.wait_for(lambda rec: _bodies(rec) == ["delivered"], message="the record after recovery")
@@ -483,11 +448,11 @@ def test_pipeline_failures_do_not_feed_back_on_the_root_logger(rig):
     try:
         for i in range(20):
             app.info("app record %d", i)
-        _wait_until(lambda: any("Failed to export" in rec.getMessage() for rec in capture.records),
+        wait_until(lambda: any("Failed to export" in rec.getMessage() for rec in capture.records),
                     what="the exporter's failure log")
         counts = r.counts
         # Settled: nothing queued, everything handed to the exporter has failed.
-        _wait_until(lambda: r.processor.pending() == 0 and counts.get(otel_logs.EXPORT_FAILED) == counts.get("submitted"),
+        wait_until(lambda: r.processor.pending() == 0 and counts.get(otel_logs.EXPORT_FAILED) == counts.get("submitted"),
                     what="the pipeline settled")
     finally:
         root.removeHandler(capture)

@@ -17,19 +17,29 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 import tracemalloc
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import openai
 import pytest
-from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcMetricExporter
-from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
-from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpMetricExporter
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
+from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
+    OTLPMetricExporter as GrpcMetricExporter,
+)
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+    OTLPSpanExporter as GrpcSpanExporter,
+)
+from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
+    OTLPMetricExporter as HttpMetricExporter,
+)
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+    OTLPSpanExporter as HttpSpanExporter,
+)
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics.export import (
+    InMemoryMetricReader,
+    PeriodicExportingMetricReader,
+)
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
@@ -41,6 +51,7 @@ from otel_llm.pricing import PriceTable
 from otel_llm.recorder import Recorder
 from otel_llm.sdk import configure
 from tests.conftest import API_KEY
+from tests.support.faults import Gate, wait_until
 
 pytestmark = pytest.mark.slow
 TRANSPORTS = ["grpc", "http"]
@@ -64,44 +75,6 @@ def _metric_exporter(transport: str, receiver: Any, timeout: float = 10) -> Any:
     if transport == "grpc":
         return GrpcMetricExporter(endpoint=receiver.grpc_endpoint, insecure=True, timeout=timeout)
     return HttpMetricExporter(endpoint=receiver.http_url("metrics"), timeout=timeout)
-
-
-class Gate(SpanExporter):
-    """Wraps a real exporter: ``export`` sets ``entered``, runs the real export (real network, to
-    the faulty collector), then holds the worker until ``release``, then sets ``returned``."""
-
-    def __init__(self, inner: SpanExporter) -> None:
-        self.inner = inner
-        self.entered = threading.Event()
-        self.release = threading.Event()
-        self.returned = threading.Event()
-
-    def export(self, spans: Any) -> Any:
-        self.entered.set()
-        try:
-            return self.inner.export(spans)
-        finally:
-            self.release.wait(30)
-            self.returned.set()
-
-    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
-        self.release.set()
-        self.inner.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        return True
-
-
-def _wait_until(predicate: Callable[[], Any], timeout: float = 20, what: str = "condition") -> Any:
-    """Liveness wait (fails only if something never happens)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"{what} not reached within {timeout}s")
-        time.sleep(0.02)
 
 
 class Rig:
@@ -194,7 +167,7 @@ def test_llm_calls_never_wait_on_a_faulty_collector(transport, fault, otlp_recei
 
     gate.release.set()
     r.tracer_provider.shutdown()
-    _wait_until(lambda: r.accounted() == 2 * calls + 1, what="every span exported or counted as lost")
+    wait_until(lambda: r.accounted() == 2 * calls + 1, what="every span exported or counted as lost")
     assert r.counts.get("exported") == 0
     assert r.counts.get(otel_spans.EXPORT_FAILED) + r.counts.get(otel_spans.SHUTDOWN_TIMEOUT) == 2 * calls + 1
     # The LLM metrics are complete whatever happened to the spans.
@@ -248,7 +221,7 @@ def test_burst_is_bounded_and_every_dropped_span_counted(transport, otlp_receive
 
     gate.release.set()
     otlp_receiver.wait_for(lambda rec: len(rec.spans()) == batch + queue, message="warm-up + queued spans")
-    _wait_until(lambda: r.counts.get("exported") == batch + queue)
+    wait_until(lambda: r.counts.get("exported") == batch + queue)
     # The oldest spans were dropped: what arrived is the warm-up and the burst's tail.
     expected = {f"r{i}" for i in range(batch)} | {f"r{i}" for i in range(batch + burst - queue, batch + burst)}
     assert {s["attributes"]["gen_ai.response.id"] for s in otlp_receiver.spans()} == expected
@@ -284,7 +257,7 @@ def test_shutdown_returns_with_the_queue_counted_when_the_collector_is_stuck(fau
     assert done.wait(60), "shutdown did not return"
     # Every span is exported, counted as lost, or (slow collector: the HTTP request cannot be aborted)
     # in the one batch still in flight, which is counted when that request ends.
-    _wait_until(lambda: r.accounted() + r.processor.in_flight() == 200, what="every span accounted for")
+    wait_until(lambda: r.accounted() + r.processor.in_flight() == 200, what="every span accounted for")
     assert r.counts.get("exported") == 0 and r.processor.pending() == 0
     assert r.processor.in_flight() <= 16
     assert r.counts.get(otel_spans.SHUTDOWN_TIMEOUT) + r.counts.get(otel_spans.EXPORT_FAILED) + r.processor.in_flight() == 200
@@ -315,7 +288,7 @@ def test_spans_and_metrics_resume_when_the_collector_comes_back(transport, otlp_
                                message="the 3 spans of the outage and the 2 after it")
         ids = sorted(s["attributes"]["gen_ai.response.id"] for s in otlp_receiver.spans())
         assert ids == sorted(c.id for c in during + after)
-        _wait_until(lambda: r.counts.get("exported") == 5)
+        wait_until(lambda: r.counts.get("exported") == 5)
         assert r.counts.dropped() == 0
 
         # Cumulative metrics: the first accepted export after the outage already has every call.
@@ -350,7 +323,7 @@ def test_configure_counts_what_a_dead_collector_cost(otlp_receiver, upstream, mo
         calls = 40
         for _ in range(calls):
             _chat(client)
-        _wait_until(lambda: sum(telemetry.spans_dropped().values()) == calls,
+        wait_until(lambda: sum(telemetry.spans_dropped().values()) == calls,
                     what="every span of the outage counted as lost")
         otlp_receiver.mode = "ok"
         _chat(client)
