@@ -85,10 +85,9 @@ def upstream() -> Iterator[UpstreamSimulator]:
         yield sim
 
 
-@pytest.fixture
-def instrument(telemetry: Telemetry) -> Iterator[Any]:
-    """Instrument the openai SDK into the in-memory pipeline; returns a function taking options."""
-    instrumentor = OpenAIInstrumentor()
+def _instrumenting(telemetry: Telemetry, instrumentor: Any) -> Iterator[Any]:
+    """``start(capture=..., recorder=..., **options) -> Recorder`` into the in-memory pipeline;
+    uninstrumented at teardown."""
 
     def start(**kwargs: Any) -> Recorder:
         recorder = kwargs.pop("recorder", None) or telemetry.recorder(capture=kwargs.pop("capture", CaptureMode.NO_CONTENT))
@@ -97,6 +96,12 @@ def instrument(telemetry: Telemetry) -> Iterator[Any]:
 
     yield start
     instrumentor.uninstrument()
+
+
+@pytest.fixture
+def instrument(telemetry: Telemetry) -> Iterator[Any]:
+    """Instrument the openai SDK into the in-memory pipeline."""
+    yield from _instrumenting(telemetry, OpenAIInstrumentor())
 
 
 @pytest.fixture
@@ -111,15 +116,8 @@ def async_client(upstream: UpstreamSimulator) -> openai.AsyncOpenAI:
 
 @pytest.fixture
 def instrument_anthropic(telemetry: Telemetry) -> Iterator[Any]:
-    instrumentor = AnthropicInstrumentor()
-
-    def start(**kwargs: Any) -> Recorder:
-        recorder = kwargs.pop("recorder", None) or telemetry.recorder(capture=kwargs.pop("capture", CaptureMode.NO_CONTENT))
-        instrumentor.instrument(recorder=recorder, **kwargs)
-        return recorder
-
-    yield start
-    instrumentor.uninstrument()
+    """Instrument the anthropic SDK into the in-memory pipeline."""
+    yield from _instrumenting(telemetry, AnthropicInstrumentor())
 
 
 @pytest.fixture
