@@ -28,7 +28,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel  # a dependency of the openai and anthropic SDKs, and of FastAPI
+from pydantic import (
+    BaseModel,  # a dependency of the openai and anthropic SDKs, and of FastAPI
+)
+
+from .workload import TrafficLoop
 
 OPENAI, ANTHROPIC = "openai", "anthropic"
 # Fake keys shaped like real ones: the tests prove none of them reaches any signal or endpoint.
@@ -374,14 +378,19 @@ class GatewayTraffic:
     the scenario's cost spike included."""
 
     def __init__(self, url: str, scenario: Scenario, rate: float, concurrency: int = 4, seed: int | None = None) -> None:
-        self.url, self.scenario, self.rate, self.concurrency = url, scenario, rate, concurrency
+        self.url, self.scenario = url, scenario
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._next = time.monotonic()
-        self._threads: list[threading.Thread] = []
         self._serial = 0
-        self.sent = self.failed = 0
+        self._loop = TrafficLoop(url, self, rate, concurrency)  # paces the calls; this class is its workload
+
+    @property
+    def sent(self) -> int:
+        return self._loop.sent
+
+    @property
+    def failed(self) -> int:
+        return self._loop.failed
 
     def request(self) -> dict[str, Any]:
         with self._lock:
@@ -400,37 +409,20 @@ class GatewayTraffic:
             return {"model": model, "prompt": f"Request {serial}: answer briefly. " + " ".join(rng.sample(_WORDS, 8)),
                     "stream": rng.random() < 0.4, "max_tokens": 64}
 
+    next_call = request  # the workload interface of TrafficLoop
+
+    def send(self, url: str, request: dict[str, Any]) -> None:
+        body = json.dumps(request).encode()
+        http_request = urllib.request.Request(url, data=body, headers={"content-type": "application/json"})
+        with urllib.request.urlopen(http_request, timeout=30) as response:
+            response.read()
+
     def start(self) -> GatewayTraffic:
-        for index in range(self.concurrency):
-            thread = threading.Thread(target=self._run, name=f"otel-llm-gateway-traffic-{index}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        self._loop.start()
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        deadline = time.monotonic() + timeout
-        for thread in self._threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
-
-    def _run(self) -> None:
-        while True:
-            with self._lock:
-                slot = max(self._next, time.monotonic())
-                self._next = slot + 1.0 / self.rate
-            if self._stop.wait(max(0.0, slot - time.monotonic())):
-                return
-            body = json.dumps(self.request()).encode()
-            request = urllib.request.Request(self.url, data=body, headers={"content-type": "application/json"})
-            ok = True
-            try:
-                with urllib.request.urlopen(request, timeout=30) as response:
-                    response.read()
-            except (urllib.error.URLError, OSError):
-                ok = False
-            with self._lock:
-                self.sent += 1
-                self.failed += not ok
+        self._loop.stop(timeout)
 
 
 class RunningGateway:
