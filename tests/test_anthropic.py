@@ -14,6 +14,7 @@ from opentelemetry.trace import StatusCode
 from otel_llm import semconv as sc
 from otel_llm.content import CaptureMode
 from otel_llm.demo.upstream import LatencyProfile, UpstreamSimulator
+from otel_llm.instrumentation._wrapping import response_header_patches
 from otel_llm.instrumentation.anthropic import _PATCHES, _STREAM_PATCHES, AnthropicInstrumentor
 
 from .conftest import ANTHROPIC_KEY
@@ -277,7 +278,8 @@ def test_uninstrument_restores_the_sdk_exactly(telemetry):
 
     def current():
         found = {name: getattr(importlib.import_module(module), name.split(".")[0]).__dict__[name.split(".")[1]]
-                 for module, name, _ in _PATCHES + _STREAM_PATCHES}
+                 for module, name in [(m, n) for m, n, _ in _PATCHES + _STREAM_PATCHES]
+                 + list(response_header_patches("anthropic"))}
         found["_tracer"] = _base_client.BaseClient.__dict__["_tracer"]
         return found
 

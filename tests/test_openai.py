@@ -14,6 +14,7 @@ from otel_llm import semconv as sc
 from otel_llm.content import CaptureMode
 from otel_llm.demo.upstream import LatencyProfile, UpstreamSimulator
 from otel_llm.instrumentation import openai as openai_instrumentation
+from otel_llm.instrumentation._wrapping import response_header_patches
 from otel_llm.instrumentation.openai import _PATCHES, OpenAIInstrumentor
 
 from .conftest import API_KEY
@@ -435,7 +436,7 @@ def test_content_is_captured_only_when_opted_in(instrument, telemetry, client):
 def test_uninstrument_restores_the_sdk_exactly(telemetry, client):
     def current():
         found = {}
-        for module, name, _kind, _is_async in _PATCHES:
+        for module, name in [(m, n) for m, n, _k, _a in _PATCHES] + list(response_header_patches("openai")):
             owner, method = name.split(".")
             found[(module, name)] = getattr(importlib.import_module(module), owner).__dict__[method]
         return found
