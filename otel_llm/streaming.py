@@ -23,16 +23,12 @@ from .recorder import LLMCall, report_internal_error
 OnItem = Callable[[Any], bool]
 
 
-def _end_abandoned(call: LLMCall) -> None:
-    call.end()
-
-
 class SyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
     def __init__(self, stream: Any, call: LLMCall, on_item: OnItem) -> None:
         super().__init__(stream)
         self._self_call = call
         self._self_on_item = on_item
-        weakref.finalize(self, _end_abandoned, call)
+        weakref.finalize(self, call.end)  # dropped unfinished: end it when collected
 
     def __iter__(self) -> SyncStreamProxy:
         return self
@@ -76,7 +72,7 @@ class AsyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
         super().__init__(stream)
         self._self_call = call
         self._self_on_item = on_item
-        weakref.finalize(self, _end_abandoned, call)
+        weakref.finalize(self, call.end)  # dropped unfinished: end it when collected
 
     def __aiter__(self) -> AsyncStreamProxy:
         return self

@@ -24,7 +24,7 @@ RAW_RESPONSE_HEADER = "X-Stainless-Raw-Response"
 class Plan:
     """One wrapped call: the recorder call plus what the instrumentor needs after the request."""
 
-    __slots__ = ("call", "kwargs", "kind", "stream", "raw", "state")
+    __slots__ = ("call", "kwargs", "kind", "stream", "raw")
 
     def __init__(self, call: LLMCall, kwargs: dict[str, Any], kind: str, stream: bool) -> None:
         self.call = call
@@ -33,7 +33,6 @@ class Plan:
         self.stream = stream
         headers = kwargs.get("extra_headers")
         self.raw = headers.get(RAW_RESPONSE_HEADER) if headers else None
-        self.state: Any = None  # instrumentor-specific
 
     def record(self, parsed: Any) -> None:
         """Put a parsed (or JSON) response on the call; the caller ends the call."""
@@ -138,10 +137,6 @@ def wrap_stream(plan: Plan, stream: Any, is_async: bool) -> Any:
     return (AsyncStreamProxy if is_async else SyncStreamProxy)(stream, plan.call, plan.stream_handler())
 
 
-def _end_abandoned(call: LLMCall) -> None:
-    call.end()
-
-
 class LegacyRawResponse(wrapt.ObjectProxy):  # type: ignore[misc]
     """A raw response whose sync ``parse()`` returns our stream proxy (the same one every time)."""
 
@@ -149,7 +144,7 @@ class LegacyRawResponse(wrapt.ObjectProxy):  # type: ignore[misc]
         super().__init__(response)
         self._self_plan = plan
         self._self_stream: Any = None
-        weakref.finalize(self, _end_abandoned, plan.call)
+        weakref.finalize(self, plan.call.end)  # never parsed or closed: end it when collected
 
     def parse(self, *args: Any, **kwargs: Any) -> Any:
         parsed = self.__wrapped__.parse(*args, **kwargs)

@@ -165,12 +165,11 @@ class _Options:
 
 
 class _AnthropicPlan(Plan):
-    __slots__ = ("texts", "stop_reason")
+    __slots__ = ("texts",)
 
     def __init__(self, call: LLMCall, kwargs: dict[str, Any], kind: str, stream: bool) -> None:
         super().__init__(call, kwargs, kind, stream)
         self.texts: list[str] | None = [] if call.capture.enabled else None
-        self.stop_reason: str | None = None
 
     def record(self, parsed: Any) -> None:
         _record_message(self.call, parsed)
@@ -322,7 +321,6 @@ def _event_handler(plan: _AnthropicPlan) -> Callable[[Any], bool]:
         elif kind == "message_delta":
             reason = getattr(event.delta, "stop_reason", None)
             if reason:
-                plan.stop_reason = reason
                 call.set_response(finish_reasons=[reason])
             _merge_usage(usage, event.usage)
             _set_usage(call, usage)
