@@ -7,14 +7,13 @@ its own errors (logged once per method), so telemetry can never break a call.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -29,7 +28,6 @@ from .redact import scrub_secrets
 from .version import __version__
 
 _log = logging.getLogger(__name__)
-_F = TypeVar("_F", bound=Callable[..., Any])
 _reported: set[str] = set()
 
 AttributeValue = str | bool | int | float | Sequence[str] | Sequence[bool] | Sequence[int] | Sequence[float]
@@ -40,21 +38,6 @@ def report_internal_error(where: str) -> None:
     if where not in _reported:
         _reported.add(where)
         _log.warning("otel-llm internal error in %s; telemetry for this call may be incomplete", where, exc_info=True)
-
-
-def guarded(method: _F) -> _F:
-    """Run ``method``; on an exception of ours, log once and return None."""
-    where = method.__qualname__
-
-    @functools.wraps(method)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(*args, **kwargs)
-        except Exception:
-            report_internal_error(where)
-            return None
-
-    return wrapper  # type: ignore[return-value]
 
 
 def error_type(exc: BaseException) -> str:
@@ -341,7 +324,6 @@ class LLMCall:
     def capture(self) -> CaptureMode:
         return self._recorder.capture
 
-    @guarded
     def set_content(
         self,
         *,
@@ -352,31 +334,30 @@ class LLMCall:
     ) -> None:
         """Message content in the semconv JSON shapes; dropped unless capture is opted in.
 
-        Every text is redacted and truncated by the content policy first; the result goes on the
-        span, into the ``gen_ai.client.inference.operation.details`` event, or both.
+        Every text is redacted and truncated by the content policy first; at the end of the call
+        the result goes on the span, into the ``gen_ai.client.inference.operation.details`` event,
+        or both. A later call replaces what an earlier one set (streams update the output).
         """
-        recorder = self._recorder
-        mode = recorder.capture
-        if not mode.enabled or not self._open:
-            return
-        policy = recorder.content_policy
-        content = self._content if self._content is not None else {}
-        truncated = False
-        for key, value in (
-            (sc.INPUT_MESSAGES, input_messages),
-            (sc.OUTPUT_MESSAGES, output_messages),
-            (sc.SYSTEM_INSTRUCTIONS, system_instructions),
-            (sc.TOOL_DEFINITIONS, tool_definitions),
-        ):
-            if value is not None:
-                cleaned, cut = policy.apply(value) if policy is not None else (value, False)
-                truncated = truncated or cut
-                content[key] = json.dumps(cleaned, ensure_ascii=False, default=str)
-        if truncated:
-            content[sc.CONTENT_TRUNCATED] = True  # type: ignore[assignment]
-        self._content = content
-        if mode.on_span:
-            self.span.set_attributes(content)
+        try:
+            recorder = self._recorder
+            if not recorder.capture.enabled or not self._open:
+                return
+            policy = recorder.content_policy
+            content = self._content if self._content is not None else {}
+            for key, value in (
+                (sc.INPUT_MESSAGES, input_messages),
+                (sc.OUTPUT_MESSAGES, output_messages),
+                (sc.SYSTEM_INSTRUCTIONS, system_instructions),
+                (sc.TOOL_DEFINITIONS, tool_definitions),
+            ):
+                if value is not None:
+                    cleaned, cut = policy.apply(value) if policy is not None else (value, False)
+                    content[key] = json.dumps(cleaned, ensure_ascii=False, default=str)
+                    if cut:
+                        content[sc.CONTENT_TRUNCATED] = True  # type: ignore[assignment]
+            self._content = content
+        except Exception:
+            report_internal_error("LLMCall.set_content")
 
     def end(self) -> None:
         """Finish successfully: record usage, cost and duration, end the span."""
@@ -447,6 +428,8 @@ class LLMCall:
             usage[sc.ERROR_TYPE] = error
             message = scrub_secrets(str(exc))[:500] if exc is not None else error
             span.set_status(Status(StatusCode.ERROR, message))
+        if self._content and recorder.capture.on_span:
+            usage.update(self._content)
         if usage:
             span.set_attributes(usage)
         recorder.duration.record(self.duration, attributes, context)
