@@ -15,7 +15,11 @@ from otel_llm import semconv as sc
 from otel_llm.content import CaptureMode
 from otel_llm.demo.upstream import LatencyProfile, UpstreamSimulator
 from otel_llm.instrumentation._wrapping import response_header_patches
-from otel_llm.instrumentation.anthropic import _PATCHES, _STREAM_PATCHES, AnthropicInstrumentor
+from otel_llm.instrumentation.anthropic import (
+    _PATCHES,
+    _STREAM_PATCHES,
+    AnthropicInstrumentor,
+)
 
 from .conftest import ANTHROPIC_KEY
 

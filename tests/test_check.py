@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 import urllib.parse
@@ -33,6 +32,7 @@ from otel_llm.check import FAIL, PASS, SKIP, WARN, CheckOptions, run_check
 from otel_llm.cli import main
 from otel_llm.sdk import configure
 from tests.conftest import API_KEY
+from tests.support.faults import free_port
 from tests.support.prometheus import ScrapeJob
 
 pytestmark = pytest.mark.slow
@@ -49,10 +49,6 @@ MIMIR_DEFAULT_NAMES = [  # metric_relabel_configs: exposition names -> Mimir's O
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _serve(handler: type[BaseHTTPRequestHandler]) -> tuple[ThreadingHTTPServer, str]:
@@ -324,7 +320,7 @@ def test_missing_exemplars_fail_when_required(prometheus):
 
 
 def test_unscraped_endpoint_and_dead_prometheus(prometheus):
-    dead = f"http://127.0.0.1:{_free_port()}/metrics"
+    dead = f"http://127.0.0.1:{free_port()}/metrics"
     code, report, _ = _check(metrics_url=dead, prometheus_url=prometheus.url)
     assert code == 1
     assert report.step("metrics endpoint").summary == f"{dead} does not answer: connection refused"
@@ -332,7 +328,7 @@ def test_unscraped_endpoint_and_dead_prometheus(prometheus):
     target = report.step("scrape target")
     assert target.summary == f"Prometheus does not scrape {dead}" and "scrape_configs" in target.hint
 
-    dead_prometheus = f"http://127.0.0.1:{_free_port()}"
+    dead_prometheus = f"http://127.0.0.1:{free_port()}"
     code, report, _ = _check(prometheus_url=dead_prometheus)
     assert report.step("metric families").summary == f"Prometheus at {dead_prometheus} does not answer: connection refused"
 
@@ -520,7 +516,7 @@ def test_collector_down_fails_the_canary_and_says_where(backends, monkeypatch):
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "1")  # keep the exporters' final retries short
     import io
 
-    dead = f"http://127.0.0.1:{_free_port()}"
+    dead = f"http://127.0.0.1:{free_port()}"
     options = CheckOptions(tempo_url=backends.url, otlp_endpoint=dead, otlp_protocol="http/protobuf", wait=0,
                            timeout=1)
     code, report = run_check(options, io.StringIO(), id_generator=FixedIds(), canary_seed=SEED)

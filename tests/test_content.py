@@ -6,10 +6,18 @@ import json
 
 import pytest
 from opentelemetry.sdk._logs import LoggerProvider
-from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+from opentelemetry.sdk._logs.export import (
+    InMemoryLogRecordExporter,
+    SimpleLogRecordProcessor,
+)
 
 from otel_llm import semconv as sc
-from otel_llm.content import CaptureMode, ContentConfigError, ContentPolicy, set_redactor
+from otel_llm.content import (
+    CaptureMode,
+    ContentConfigError,
+    ContentPolicy,
+    set_redactor,
+)
 
 MESSAGES = [{"role": "user", "content": "hello"}]
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather by city",

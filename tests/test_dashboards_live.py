@@ -29,7 +29,6 @@ collector-fed alert probes are only covered by `promtool test rules`
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -47,6 +46,7 @@ from tests.dashboard_queries import (
     optional_source,
     queries_without_data,
 )
+from tests.support.faults import free_port
 from tests.support.prometheus import PrometheusServer, ScrapeJob
 
 pytestmark = pytest.mark.slow
@@ -81,10 +81,6 @@ class MetricsSource:
     provides: set[str] = field(default_factory=set)  # keys of OPTIONAL_SOURCES
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _wait_for_metrics(url: str, process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
@@ -106,7 +102,7 @@ def _wait_for_metrics(url: str, process: subprocess.Popen[bytes], timeout: float
 def llm_metrics_source() -> Iterator[MetricsSource]:
     """The instrumented demo (`otel-llm demo`: upstream simulator, real openai SDK, steady traffic with
     streams and deliberate errors) serving its Prometheus endpoint on 127.0.0.1."""
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "otel_llm.cli", "demo", "--fast", "--rate", "20", "--duration", "300",
          "--metrics-port", str(port), "--interval", "60", "--seed", "11", "--error-rate", "0.05",

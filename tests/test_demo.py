@@ -6,23 +6,19 @@ import os
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
 
 from otel_llm.cli import main
+from tests.support.faults import free_port
 
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_demo_runs_the_whole_path(prometheus_factory, otlp_receiver):
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_receiver.http_endpoint,

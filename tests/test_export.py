@@ -8,13 +8,13 @@ import socket
 import subprocess
 import sys
 import textwrap
-import urllib.request
 
 import openai
 import pytest
 
 from otel_llm import semconv as sc
 from otel_llm.sdk import ConfigError, configure
+from tests.support.faults import free_port
 
 from .conftest import API_KEY
 
@@ -31,10 +31,6 @@ def _calls(upstream):
     return completion, chunks
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
@@ -180,7 +176,7 @@ APP = textwrap.dedent(
 def test_opentelemetry_instrument_picks_up_the_instrumentor(tmp_path, otlp_receiver, upstream):
     app = tmp_path / "app.py"
     app.write_text(APP)
-    prometheus_port = _free_port()
+    prometheus_port = free_port()
     env = {
         **os.environ,
         "OTEL_SERVICE_NAME": "instrumented-app",

@@ -22,7 +22,14 @@ from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry, ProcessCollector
 
 from otel_llm.content import CaptureMode
-from otel_llm.exposition import AccessControl, ConfigError, ExpositionApp, HealthThresholds, Request, serve
+from otel_llm.exposition import (
+    AccessControl,
+    ConfigError,
+    ExpositionApp,
+    HealthThresholds,
+    Request,
+    serve,
+)
 from otel_llm.gateway import Gateway, GatewayConfig
 from otel_llm.pricing import PriceTable
 from otel_llm.recorder import Recorder

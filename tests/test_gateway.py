@@ -20,7 +20,14 @@ import openai
 import pybreaker
 import pytest
 
-from otel_llm.gateway import Gateway, GatewayConfig, GatewayConfigError, KeyId, names, remaining_from_headers
+from otel_llm.gateway import (
+    Gateway,
+    GatewayConfig,
+    GatewayConfigError,
+    KeyId,
+    names,
+    remaining_from_headers,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SALT = "a-test-salt-of-at-least-16-bytes"

@@ -29,7 +29,16 @@ from prometheus_client import CollectorRegistry
 
 from otel_llm.content import CaptureMode
 from otel_llm.demo.gateway import (
-    ANTHROPIC, ANTHROPIC_KEYS, OPENAI, OPENAI_KEYS, REVOKED_KEY, AppServer, DemoGateway, GatewayTraffic, Scenario, bind,
+    ANTHROPIC,
+    ANTHROPIC_KEYS,
+    OPENAI,
+    OPENAI_KEYS,
+    REVOKED_KEY,
+    AppServer,
+    DemoGateway,
+    GatewayTraffic,
+    Scenario,
+    bind,
     create_app,
 )
 from otel_llm.exposition import AccessControl, ExpositionApp

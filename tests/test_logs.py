@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -36,7 +35,7 @@ from opentelemetry.sdk.resources import Resource
 from otel_llm import logs as otel_logs
 from otel_llm.logs import DROPPED_METRIC, LogPipeline
 from otel_llm.sdk import ConfigError, configure
-from tests.support.faults import Gate, wait_until
+from tests.support.faults import Gate, free_port, wait_until
 
 pytestmark = pytest.mark.slow
 TRANSPORTS = ["grpc", "http"]
@@ -45,11 +44,6 @@ TRANSPORTS = ["grpc", "http"]
 # ---------------------------------------------------------------------- helpers
 
 
-def _free_port() -> int:
-    """A port with nothing listening on it: a collector that is down."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _exporter(transport: str, receiver: Any = None, *, port: int | None = None, timeout: float = 10) -> LogRecordExporter:
@@ -169,7 +163,7 @@ def test_records_carry_trace_context_resource_and_attributes(transport, otlp_rec
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_emit_never_waits_on_the_network(transport, fault, otlp_receiver, rig):
     if fault == "down":
-        inner = _exporter(transport, port=_free_port(), timeout=0.5)
+        inner = _exporter(transport, port=free_port(), timeout=0.5)
     else:
         otlp_receiver.mode = fault
         otlp_receiver.delay = 5.0
@@ -275,7 +269,7 @@ def test_shutdown_returns_when_the_collector_is_down_or_slow(transport, fault, o
     # the exporter down (which aborts retries and, for gRPC, the call in flight) and returns.
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "60")
     if fault == "down":
-        endpoint = f"http://127.0.0.1:{_free_port()}"
+        endpoint = f"http://127.0.0.1:{free_port()}"
     else:
         otlp_receiver.mode, otlp_receiver.delay = "slow", 60.0
         endpoint = otlp_receiver.grpc_endpoint if transport == "grpc" else otlp_receiver.http_endpoint
@@ -436,7 +430,7 @@ def test_pipeline_failures_do_not_feed_back_on_the_root_logger(rig):
     """Handler on the root logger, collector down, queue overflowing: the SDK complains (queue
     full, export failed) through ``logging``, and none of that enters the pipeline."""
     _forget_repeated_sdk_warnings()
-    r = rig(_exporter("grpc", port=_free_port(), timeout=0.5), max_queue_size=8, max_export_batch_size=4,
+    r = rig(_exporter("grpc", port=free_port(), timeout=0.5), max_queue_size=8, max_export_batch_size=4,
             schedule_delay_millis=20)
     r.logger.removeHandler(r.pipeline.handler)
     r.pipeline.attach()  # the root logger

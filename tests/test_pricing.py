@@ -4,7 +4,8 @@ import json
 
 import pytest
 from genai_prices import Usage, calc_price
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from otel_llm.pricing import Price, PriceFileError, PriceTable, load_price_file
 

@@ -7,7 +7,8 @@ import threading
 import pytest
 from opentelemetry.trace import SpanKind, StatusCode
 
-from otel_llm import llm_call, semconv as sc
+from otel_llm import llm_call
+from otel_llm import semconv as sc
 from otel_llm.content import CaptureMode, capture_mode_from_env
 from otel_llm.pricing import Price, PriceTable
 

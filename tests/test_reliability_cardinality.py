@@ -12,7 +12,6 @@ stays as the backstop for everything else.
 from __future__ import annotations
 
 import logging
-import socket
 import urllib.request
 from collections import Counter
 
@@ -26,6 +25,7 @@ from otel_llm.pricing import PriceTable
 from otel_llm.recorder import DEFAULT_METRIC_MAX_VALUES, OTHER_VALUE, Recorder
 from otel_llm.sdk import configure
 from tests.conftest import API_KEY
+from tests.support.faults import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -72,10 +72,6 @@ def test_known_models_keep_their_series_after_the_flood(telemetry):
     assert by_model == {"gpt-4o": 2, "gpt-4o-mini": 1, "gpt-4.1": 1, OTHER_VALUE: 2}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_base_url_flood_through_the_sdk_is_capped(telemetry, instrument):
@@ -84,7 +80,7 @@ def test_base_url_flood_through_the_sdk_is_capped(telemetry, instrument):
     clients = 300
     ports: set[int] = set()
     while len(ports) < clients:
-        ports.add(_free_port())
+        ports.add(free_port())
     base = openai.OpenAI(base_url="http://127.0.0.1:1/v1", api_key=API_KEY, max_retries=0, timeout=5)
     for port in sorted(ports):
         client = base.with_options(base_url=f"http://127.0.0.1:{port}/v1")

@@ -15,7 +15,6 @@ wall-clock thresholds (what the faults cost in time is measured by bench/faults.
 
 from __future__ import annotations
 
-import socket
 import threading
 import tracemalloc
 from collections.abc import Callable, Iterator
@@ -51,16 +50,12 @@ from otel_llm.pricing import PriceTable
 from otel_llm.recorder import Recorder
 from otel_llm.sdk import configure
 from tests.conftest import API_KEY
-from tests.support.faults import Gate, wait_until
+from tests.support.faults import Gate, free_port, wait_until
 
 pytestmark = pytest.mark.slow
 TRANSPORTS = ["grpc", "http"]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _span_exporter(transport: str, receiver: Any = None, *, port: int | None = None, timeout: float = 10) -> SpanExporter:
@@ -142,7 +137,7 @@ def _chat(client: openai.OpenAI, model: str = "gpt-4o-mini") -> Any:
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_llm_calls_never_wait_on_a_faulty_collector(transport, fault, otlp_receiver, rig, upstream):
     if fault == "down":
-        inner = _span_exporter(transport, port=_free_port(), timeout=0.5)
+        inner = _span_exporter(transport, port=free_port(), timeout=0.5)
     else:
         otlp_receiver.mode, otlp_receiver.delay = fault, 5.0
         inner = _span_exporter(transport, otlp_receiver, timeout=0.5)
@@ -244,7 +239,7 @@ def test_spans_ended_after_the_processor_shut_down_are_counted(rig, otlp_receive
 def test_shutdown_returns_with_the_queue_counted_when_the_collector_is_stuck(fault, otlp_receiver, rig):
     # The exporter alone would keep trying for 120 s; the processor's shutdown is bounded (0.3 s here).
     if fault == "down":
-        exporter = _span_exporter("grpc", port=_free_port(), timeout=120)
+        exporter = _span_exporter("grpc", port=free_port(), timeout=120)
     else:
         otlp_receiver.mode, otlp_receiver.delay = "slow", 120.0
         exporter = _span_exporter("http", otlp_receiver, timeout=120)
@@ -345,7 +340,7 @@ def test_service_shutdown_is_bounded_when_the_collector_is_dead(monkeypatch):
     are shut down (their retries aborted). The exporters alone would retry for 120 s here."""
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "120")
     telemetry = configure("dying", traces_exporter="otlp", metrics_exporter="otlp", logs_exporter="none",
-                          otlp_endpoint=f"http://127.0.0.1:{_free_port()}", otlp_protocol="grpc", set_global=False)
+                          otlp_endpoint=f"http://127.0.0.1:{free_port()}", otlp_protocol="grpc", set_global=False)
     for _ in range(10):
         call = telemetry.recorder.start_call("chat", "openai", "gpt-4o-mini")
         call.set_usage(1, 1)

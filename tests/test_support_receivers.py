@@ -11,7 +11,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import grpc
 import prometheus_client
 import pytest
-
 from opentelemetry._logs import SeverityNumber
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.sdk._logs import LoggerProvider
@@ -22,6 +21,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.trace import SpanKind, Status, StatusCode
+
 from tests.support.fixtures import otlp_receiver, prometheus_factory  # noqa: F401 - fixtures
 from tests.support.otlp_receiver import OTLPReceiver
 from tests.support.prometheus import PrometheusQueryError, PrometheusServer, ScrapeJob
@@ -36,8 +36,12 @@ def make_exporters(transport: str, receiver: OTLPReceiver, gzip: bool, timeout: 
     headers = {"x-selftest": transport}
     if transport == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
+            OTLPMetricExporter,
+        )
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+            OTLPSpanExporter,
+        )
 
         common = dict(
             endpoint=receiver.grpc_endpoint,
@@ -50,7 +54,9 @@ def make_exporters(transport: str, receiver: OTLPReceiver, gzip: bool, timeout: 
 
     from opentelemetry.exporter.otlp.proto.http import Compression
     from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
-    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
+        OTLPMetricExporter,
+    )
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
     common = dict(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 from collections import Counter
 
 import pytest
@@ -18,14 +17,11 @@ from otel_llm.cli import main
 from otel_llm.demo.workload import DEFAULT_MODELS, OVERSIZE, PORTABLE_ERRORS, Workload
 from otel_llm.traffic import TrafficOptions, display_url, run_traffic
 from tests.conftest import API_KEY
+from tests.support.faults import free_port
 
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _plan(count: int, seed: int, error_share: float, stream_share: float = 0.3, models=DEFAULT_MODELS) -> list:
@@ -112,7 +108,7 @@ def test_missing_key_for_a_base_url_is_a_usage_error(upstream, monkeypatch, caps
 
 def test_nothing_got_through_exits_1_and_says_why(monkeypatch, capsys):
     monkeypatch.setenv("OPENAI_API_KEY", API_KEY)
-    dead = f"http://127.0.0.1:{_free_port()}/v1"
+    dead = f"http://127.0.0.1:{free_port()}/v1"
     code = main(["traffic", "--base-url", dead, "--count", "3", "--rate", "100", "--error-share", "0"])
     captured = capsys.readouterr()
     assert code == 1
@@ -134,7 +130,7 @@ def test_duration_mode_progress_bar_and_collector_down(monkeypatch):
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "1")  # the exporters give up after 1 s, not 10
     out, err = io.StringIO(), io.StringIO()
     options = TrafficOptions(duration=1.0, rate=20, concurrency=2, error_share=0.0, seed=9, progress=True,
-                             otlp_endpoint=f"http://127.0.0.1:{_free_port()}", otlp_protocol="http/protobuf")
+                             otlp_endpoint=f"http://127.0.0.1:{free_port()}", otlp_protocol="http/protobuf")
     code = run_traffic(options, out, err)
     assert code == 0, err.getvalue()
     text = out.getvalue()

@@ -1,11 +1,19 @@
-"""Helpers for fault tests: an exporter gate that holds the export worker, and a liveness wait."""
+"""Helpers for tests: a free loopback port, an exporter gate that holds the export worker, a liveness wait."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
+
+
+def free_port() -> int:
+    """A loopback port with nothing listening on it (also: a collector that is down)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 class Gate:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -30,6 +29,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import pytest
+
+from tests.support.faults import free_port
 
 __all__ = ["PrometheusServer", "ScrapeJob", "PrometheusQueryError", "find_prometheus"]
 
@@ -144,7 +145,7 @@ class PrometheusServer:
         self.config = self._write_config()
         last_error = ""
         for _attempt in range(3):  # retry if the free port got taken in between
-            self.port = _free_port()
+            self.port = free_port()
             self._launch(binary)
             last_error = self._wait_ready()
             if not last_error:
@@ -387,7 +388,3 @@ def _duration(value: str | float) -> str:
     return f"{int(round(value * 1000))}ms"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
