@@ -201,16 +201,18 @@ def _output_type(response_format: Any) -> str | None:
 
 def _record_chat_completion(plan: _OpenAIPlan, completion: Any) -> None:
     call = plan.call
+    choices = get(completion, "choices") or ()
+    try:
+        reasons = [get(choice, "finish_reason") or "unknown" for choice in choices]
+    except TypeError:  # malformed choices must not cost the model, id and usage
+        choices, reasons = (), []
     call.set_response(
         model=get(completion, "model"),
         response_id=get(completion, "id"),
+        finish_reasons=reasons,
         attributes=_openai_response_attributes(completion),
     )
     _set_chat_usage(call, get(completion, "usage"))
-    # choices last: a malformed list must not cost the model, id and usage read above
-    choices = get(completion, "choices") or ()
-    reasons = [get(choice, "finish_reason") or "unknown" for choice in choices]
-    call.set_response(finish_reasons=reasons)
     if plan.capture:
         call.set_content(output_messages=[_output_message(get(c, "message"), r) for c, r in zip(choices, reasons)])
 
