@@ -193,6 +193,53 @@ def test_stream_with_include_usage_ends_with_usage_chunk(client):
     assert (last.usage.prompt_tokens, last.usage.completion_tokens, last.usage.total_tokens) == (4, words, 4 + words)
 
 
+def _words_and_usage(chunks):
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    usages = [c.usage for c in chunks if c.usage is not None]
+    return len(text.split()), usages
+
+
+def test_stream_usage_on_last_choice_chunk_mode():
+    with UpstreamSimulator(stream_usage="last-choice-chunk") as sim, \
+            openai.OpenAI(base_url=sim.base_url, api_key="sk-test", max_retries=0) as c:
+        chunks = list(c.chat.completions.create(
+            model="gpt-4o-mini", messages=MESSAGES, stream=True, stream_options={"include_usage": True}))
+        plain = list(c.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True))
+
+    assert all(len(chunk.choices) == 1 for chunk in chunks)  # no usage-only chunk
+    *body, last = chunks
+    assert last.choices[0].finish_reason == "stop"
+    assert all(chunk.usage is None for chunk in body)
+    words, [usage] = _words_and_usage(chunks)
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (4, words, 4 + words)
+    # Not asked for: no usage anywhere, the same chunks as the default mode sends.
+    assert _words_and_usage(plain) == (words, []) and len(plain) == len(chunks)
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_stream_usage_mode_per_request_header(sim, client, n):
+    assert sim.stream_usage == "separate-chunk"
+    kwargs = dict(model="gpt-4o-mini", messages=MESSAGES, n=n, stream=True, stream_options={"include_usage": True})
+    separate = list(client.chat.completions.create(**kwargs))
+    on_last = list(client.chat.completions.create(**kwargs, extra_headers={"x-sim-stream-usage": "last-choice-chunk"}))
+
+    assert separate[-1].choices == [] and len(on_last) == len(separate) - 1
+    assert [c.choices[0].finish_reason for c in on_last if c.choices[0].finish_reason] == ["stop"] * n
+    assert on_last[-1].choices[0].finish_reason == "stop" and on_last[-1].choices[0].index == n - 1
+    assert on_last[-1].usage == separate[-1].usage
+    assert [c.usage for c in on_last[:-1]] == [None] * (len(on_last) - 1)
+    assert [entry.headers.get("x-sim-stream-usage") for entry in sim.request_log] == [None, "last-choice-chunk"]
+
+
+def test_stream_usage_mode_rejects_unknown_values(client):
+    with pytest.raises(ValueError, match="stream_usage"):
+        UpstreamSimulator(stream_usage="first-chunk")
+    with pytest.raises(openai.BadRequestError, match="x-sim-stream-usage"):
+        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True,
+                                       stream_options={"include_usage": True},
+                                       extra_headers={"x-sim-stream-usage": "first-chunk"})
+
+
 @pytest.mark.asyncio
 async def test_async_stream_with_usage_and_n2(aclient):
     stream = await aclient.chat.completions.create(

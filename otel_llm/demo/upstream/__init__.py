@@ -8,6 +8,11 @@ weather questions when tools are given, ``thinking`` blocks when requested, ``ca
 caching) and ``/v1/messages/count_tokens``. Output text and token counts are deterministic functions of the
 request, so tests can assert exact values. Every answer carries the API's rate-limit headers and a request id.
 
+Streamed chat completions that ask for ``stream_options.include_usage`` get the usage in a separate last
+chunk with ``choices: []``, as OpenAI sends it; ``UpstreamSimulator(stream_usage="last-choice-chunk")`` (or
+the request header ``x-sim-stream-usage: last-choice-chunk``) puts it on the last chunk that has choices
+instead, as some OpenAI-compatible servers do.
+
 Failures are triggered by model name, each in the shape of the API asked:
 
 ==========================  ===========================================  ===========================================
@@ -32,6 +37,16 @@ Requests without an API key (``Authorization: Bearer``; Anthropic also ``x-api-k
 """
 
 from ._common import MODELS, LatencyProfile, LoggedRequest
+from ._openai import STREAM_USAGE_HEADER, STREAM_USAGE_LAST_CHOICE_CHUNK, STREAM_USAGE_SEPARATE_CHUNK
 from ._server import UpstreamSimulator, main
 
-__all__ = ["MODELS", "LatencyProfile", "LoggedRequest", "UpstreamSimulator", "main"]
+__all__ = [
+    "MODELS",
+    "STREAM_USAGE_HEADER",
+    "STREAM_USAGE_LAST_CHOICE_CHUNK",
+    "STREAM_USAGE_SEPARATE_CHUNK",
+    "LatencyProfile",
+    "LoggedRequest",
+    "UpstreamSimulator",
+    "main",
+]

@@ -31,6 +31,14 @@ from ._common import (
 from ._handler import Handler
 
 SYSTEM_FINGERPRINT = "fp_sim0001"
+#: Where a streamed chat completion that asked for ``stream_options.include_usage`` gets its usage:
+#: OpenAI's way, a separate last chunk with ``choices: []`` (the default) ...
+STREAM_USAGE_SEPARATE_CHUNK = "separate-chunk"
+#: ... or, as some OpenAI-compatible servers do, on the last chunk that has choices (with its finish_reason).
+STREAM_USAGE_LAST_CHOICE_CHUNK = "last-choice-chunk"
+STREAM_USAGE_MODES = (STREAM_USAGE_SEPARATE_CHUNK, STREAM_USAGE_LAST_CHOICE_CHUNK)
+#: Request header that picks the mode for one request, overriding the simulator's ``stream_usage``.
+STREAM_USAGE_HEADER = "x-sim-stream-usage"
 _CONTEXT_EXCEEDED = "This model's maximum context length was exceeded. Please reduce the length of the messages."
 
 
@@ -167,7 +175,9 @@ class OpenAIEndpoints(Handler):
         events = [event(i, delta) for step in itertools.zip_longest(*(c[1] for c in choices))
                   for i, delta in enumerate(step) if delta is not None]
         events += [event(i, {}, c[2]) for i, c in enumerate(choices)]
-        if include_usage:
+        if include_usage and self.sim._stream_usage_mode(self.headers) == STREAM_USAGE_LAST_CHOICE_CHUNK:
+            events[-1] = (None, {**events[-1][1], "usage": usage})  # the last chunk with choices carries it
+        elif include_usage:
             events.append((None, {**chunk, "choices": [], "usage": usage}))
         events.append((None, "[DONE]"))
         self._stream(events, model, used)

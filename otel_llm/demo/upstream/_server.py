@@ -17,14 +17,20 @@ from http.server import ThreadingHTTPServer
 from typing import Any
 
 from ._anthropic import ANTHROPIC, AnthropicEndpoints
-from ._common import RATE_LIMIT_WINDOW, Drop, LatencyProfile, LoggedRequest, Quota
+from ._common import RATE_LIMIT_WINDOW, ApiError, Drop, LatencyProfile, LoggedRequest, Quota
 from ._handler import log
-from ._openai import OPENAI, OpenAIEndpoints
+from ._openai import OPENAI, STREAM_USAGE_HEADER, STREAM_USAGE_MODES, STREAM_USAGE_SEPARATE_CHUNK, OpenAIEndpoints
 
 
 class UpstreamSimulator:
     """An OpenAI- and Anthropic-compatible HTTP server on a daemon thread. Use as a context manager or
-    start()/stop(). OpenAI clients take ``base_url``, Anthropic clients ``anthropic_base_url``."""
+    start()/stop(). OpenAI clients take ``base_url``, Anthropic clients ``anthropic_base_url``.
+
+    ``stream_usage`` says where a streamed chat completion that asked for ``stream_options.include_usage``
+    gets its usage: ``"separate-chunk"`` (OpenAI's way and the default: an extra last chunk with
+    ``choices: []``) or ``"last-choice-chunk"`` (as some OpenAI-compatible servers do: on the last chunk
+    that has choices, the one with the finish_reason). A request picks its own with the header
+    ``x-sim-stream-usage``."""
 
     def __init__(
         self,
@@ -36,8 +42,12 @@ class UpstreamSimulator:
         seed: int | None = None,
         timeout_sleep: float = 5.0,
         max_request_bytes: int = 1 << 20,
+        stream_usage: str = STREAM_USAGE_SEPARATE_CHUNK,
     ) -> None:
+        if stream_usage not in STREAM_USAGE_MODES:
+            raise ValueError(f"stream_usage must be one of {STREAM_USAGE_MODES}, not {stream_usage!r}")
         self.host, self._port = host, port
+        self.stream_usage = stream_usage
         self.latency, self.error_rate = latency, error_rate
         self.timeout_sleep, self.max_request_bytes = timeout_sleep, max_request_bytes
         self._rng = random.Random(seed)
@@ -135,6 +145,13 @@ class UpstreamSimulator:
                 return None
             return "server" if self._rng.random() < 0.5 else "rate_limit"
 
+    def _stream_usage_mode(self, headers: Any) -> str:
+        """This request's ``stream_usage`` mode: its ``x-sim-stream-usage`` header, else the simulator's."""
+        mode = headers.get(STREAM_USAGE_HEADER) or self.stream_usage
+        if mode not in STREAM_USAGE_MODES:
+            raise ApiError(400, f"{STREAM_USAGE_HEADER} must be one of {', '.join(STREAM_USAGE_MODES)}")
+        return mode
+
     def _cache_hit(self, prompt: str) -> bool:
         """Whether the simulated prompt cache holds ``prompt``; it does from now on."""
         key = hashlib.sha256(prompt.encode()).hexdigest()
@@ -183,12 +200,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--error-rate", type=float, default=0.0, help="share of requests failing with 500/429")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--timeout-sleep", type=float, default=5.0, help="how long model error-timeout stalls")
+    parser.add_argument("--stream-usage", choices=STREAM_USAGE_MODES, default=STREAM_USAGE_SEPARATE_CHUNK,
+                        help="where streamed chat completions put the usage they were asked for")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(message)s")
     latency = LatencyProfile.realistic() if args.realistic else LatencyProfile()
     sim = UpstreamSimulator(args.host, args.port, latency=latency, error_rate=args.error_rate, seed=args.seed,
-                            timeout_sleep=args.timeout_sleep)
+                            timeout_sleep=args.timeout_sleep, stream_usage=args.stream_usage)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     with sim:
         print(f"upstream simulator listening on {sim.base_url}", flush=True)
