@@ -609,3 +609,57 @@ def test_main_runs_in_foreground_and_stops_on_sigterm():
     finally:
         proc.terminate()
         assert proc.wait(timeout=5) == 0
+
+
+# -- structured output (what LangChain's with_structured_output and pydantic-ai's output types ask for) --
+
+CITY_SCHEMA = {"type": "object", "properties": {"name": {"type": "string"}, "population": {"type": "integer"},
+                                                "tags": {"type": "array", "items": {"type": "string"}}},
+               "required": ["name", "population", "tags"]}
+
+
+def _fits_city(value):
+    return (isinstance(value, dict) and set(value) == {"name", "population", "tags"}
+            and isinstance(value["name"], str) and isinstance(value["population"], int)
+            and isinstance(value["tags"], list) and all(isinstance(t, str) for t in value["tags"]))
+
+
+def test_chat_json_schema_response_format_answers_fitting_json(client):
+    response_format = {"type": "json_schema", "json_schema": {"name": "City", "schema": CITY_SCHEMA}}
+    resp = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, response_format=response_format)
+    streamed = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, response_format=response_format,
+                                              stream=True)
+
+    assert _fits_city(json.loads(resp.choices[0].message.content))
+    assert "".join(c.choices[0].delta.content or "" for c in streamed) == resp.choices[0].message.content
+
+
+@pytest.mark.parametrize("tool_choice", ["required", {"type": "function", "function": {"name": "city"}}])
+def test_chat_forced_tool_choice_calls_the_tool_with_fitting_arguments(client, tool_choice):
+    tools = [WEATHER_TOOL, {"type": "function", "function": {"name": "city", "parameters": CITY_SCHEMA}}]
+    if tool_choice == "required":
+        tools.reverse()
+    resp = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, tools=tools, tool_choice=tool_choice)
+
+    [call] = resp.choices[0].message.tool_calls
+    assert resp.choices[0].finish_reason == "tool_calls" and call.function.name == "city"
+    assert _fits_city(json.loads(call.function.arguments))
+
+
+@pytest.mark.parametrize("tool_choice", [{"type": "any"}, {"type": "tool", "name": "city"}])
+def test_messages_forced_tool_choice_uses_the_tool_with_fitting_input(sim, tool_choice):
+    import anthropic
+
+    tools = [{"name": "city", "input_schema": CITY_SCHEMA},
+             {"name": "get_weather", "input_schema": {"type": "object", "properties": {}}}]
+    with anthropic.Anthropic(base_url=f"http://127.0.0.1:{sim.port}", api_key="sk-ant", max_retries=0) as c:
+        msg = c.messages.create(model="claude-haiku-4-5", max_tokens=100, tools=tools, tool_choice=tool_choice,
+                                messages=MESSAGES)
+        with c.messages.stream(model="claude-haiku-4-5", max_tokens=100, tools=tools, tool_choice=tool_choice,
+                               messages=MESSAGES) as stream:
+            final = stream.get_final_message()
+
+    [block] = msg.content
+    assert (msg.stop_reason, block.type, block.name) == ("tool_use", "tool_use", "city")
+    assert _fits_city(block.input) and final.content[0].input == block.input
+    assert final.usage.output_tokens == msg.usage.output_tokens

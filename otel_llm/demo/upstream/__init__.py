@@ -13,6 +13,10 @@ chunk with ``choices: []``, as OpenAI sends it; ``UpstreamSimulator(stream_usage
 the request header ``x-sim-stream-usage: last-choice-chunk``) puts it on the last chunk that has choices
 instead, as some OpenAI-compatible servers do.
 
+Structured output: a ``response_format`` of type ``json_schema`` gets JSON content that fits the schema; a
+``tool_choice`` that forces a tool (OpenAI ``"required"`` or a named function, Anthropic ``any`` or a named
+``tool``) gets a call of it with arguments that fit its schema.
+
 Failures are triggered by model name, each in the shape of the API asked:
 
 ==========================  ===========================================  ===========================================

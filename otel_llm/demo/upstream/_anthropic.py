@@ -22,6 +22,7 @@ from ._common import (
     new_id,
     pieces,
     response_model,
+    schema_sample,
     text_of,
     tokens,
     weather_call,
@@ -144,6 +145,13 @@ def _answer(body: dict, prompt: str) -> _Answer:
         thinking = len(words)
     user_turns = [m for m in body["messages"] if isinstance(m, dict) and m.get("role") == "user"]
     tools = body.get("tools") or []
+    choice = body.get("tool_choice") or {}
+    forced = tools[0] if choice.get("type") == "any" and tools else next(
+        (t for t in tools if choice.get("type") == "tool" and t.get("name") == choice.get("name")), None)
+    if forced:  # a forced tool call (structured output): input that fits the tool's schema, no text
+        name, arguments = forced.get("name", "tool"), schema_sample(forced.get("input_schema") or {})
+        blocks.append(_tool_use_block(name, arguments))
+        return _Answer(blocks, "tool_use", None, thinking + tokens(f"{name} {json.dumps(arguments)}"), thinking)
     arguments = weather_call(text_of(user_turns[-1])) if tools and user_turns else None
     if arguments:
         preamble = f"I'll check the weather in {arguments['location']}.".split()

@@ -167,6 +167,41 @@ def weather_call(text: str) -> dict[str, str] | None:
     return {"location": place.group(1) if place else "San Francisco"}
 
 
+def schema_sample(schema: Any, root: Any = None, depth: int = 0) -> Any:
+    """A deterministic value that satisfies a (simple) JSON schema: what a structured-output answer holds."""
+    root = schema if root is None else root
+    if not isinstance(schema, dict) or depth > 8:
+        return None
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/"):
+        target: Any = root
+        for key in ref[2:].split("/"):
+            target = target.get(key, {}) if isinstance(target, dict) else {}
+        return schema_sample(target, root, depth + 1)
+    for key in ("anyOf", "oneOf", "allOf"):
+        if schema.get(key):
+            return schema_sample(schema[key][0], root, depth + 1)
+    if schema.get("enum"):
+        return schema["enum"][0]
+    if "const" in schema:
+        return schema["const"]
+    kind = schema.get("type")
+    kind = next((k for k in kind if k != "null"), "null") if isinstance(kind, list) else kind
+    if kind == "object" or "properties" in schema:
+        return {name: schema_sample(sub, root, depth + 1) for name, sub in (schema.get("properties") or {}).items()}
+    if kind == "array":
+        return [schema_sample(schema.get("items") or {}, root, depth + 1)]
+    if kind == "integer":
+        return 7
+    if kind == "number":
+        return 2.5
+    if kind == "boolean":
+        return True
+    if kind == "string":
+        return _VOCAB[len(str(schema.get("title") or schema.get("description") or "")) % len(_VOCAB)]
+    return None
+
+
 def response_model(model: str) -> str:
     if model in MODELS:
         return MODELS[model]

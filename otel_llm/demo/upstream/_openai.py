@@ -24,6 +24,7 @@ from ._common import (
     new_id,
     pieces,
     response_model,
+    schema_sample,
     text_of,
     tokens,
     weather_call,
@@ -104,6 +105,14 @@ def _embedding(text: str, dims: int, as_base64: bool) -> Any:
     return base64.b64encode(packed).decode() if as_base64 else list(struct.unpack(f"<{dims}f", packed))
 
 
+def _forced_tool(tools: list, choice: Any) -> dict | None:
+    """The tool ``tool_choice`` forces a call of (``"required"``: the first), if any."""
+    if choice == "required" and tools:
+        return tools[0]
+    name = ((choice or {}).get("function") or {}).get("name") if isinstance(choice, dict) else None
+    return next((t for t in tools if (t.get("function") or {}).get("name") == name), None) if name else None
+
+
 class OpenAIEndpoints(Handler):
     def _usage(self, model: str, prompt: str, visible_tokens: int) -> _Usage:
         """Token counts; like OpenAI's prompt cache, a prompt of >= 1024 tokens is written to the cache
@@ -124,9 +133,13 @@ class OpenAIEndpoints(Handler):
         """(message, stream deltas, finish_reason, visible completion tokens) for one choice."""
         last = text_of(body["messages"][-1])
         tools = body.get("tools") or []
-        call_args = weather_call(last) if tools else None
-        if call_args:
-            name = (tools[0].get("function") or {}).get("name", "get_weather")
+        forced = _forced_tool(tools, body.get("tool_choice"))
+        call_args = schema_sample((forced.get("function") or {}).get("parameters") or {}) if forced else None
+        if call_args is None:
+            call_args = weather_call(last) if tools else None
+            forced = tools[0] if call_args else None
+        if call_args is not None:
+            name = (forced.get("function") or {}).get("name", "get_weather")
             args = json.dumps(call_args)
             call = {"id": new_id("call_"), "type": "function", "function": {"name": name, "arguments": args}}
             message = {"role": "assistant", "content": None, "refusal": None, "tool_calls": [call]}
@@ -134,6 +147,13 @@ class OpenAIEndpoints(Handler):
             deltas = [{"role": "assistant", "content": None, "tool_calls": [head]}]
             deltas += [{"tool_calls": [{"index": 0, "function": {"arguments": piece}}]} for piece in chunks(args)]
             return message, deltas, "tool_calls", tokens(f"{name} {args}")
+        response_format = body.get("response_format") or {}
+        if response_format.get("type") == "json_schema":  # structured output: JSON that fits the schema
+            text = json.dumps(schema_sample((response_format.get("json_schema") or {}).get("schema") or {}))
+            message = {"role": "assistant", "content": text, "refusal": None, "annotations": []}
+            deltas = [{"role": "assistant", "content": "", "refusal": None}]
+            deltas += [{"content": piece} for piece in chunks(text)]
+            return message, deltas, "stop", tokens(text)
         words, cut = generate(prompt, index, body.get("max_completion_tokens") or body.get("max_tokens"))
         message = {"role": "assistant", "content": " ".join(words), "refusal": None, "annotations": []}
         deltas = [{"role": "assistant", "content": "", "refusal": None}]
