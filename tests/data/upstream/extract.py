@@ -57,7 +57,10 @@ ALLOY_COMPONENTS = [
     "prometheus.scrape",
     "prometheus.remote_write",
 ]
+# The OTLP receiver Tempo 3.0.3 embeds (its go.mod: go.opentelemetry.io/collector/receiver/otlpreceiver v0.150.0)
+OTLP_RECEIVER = ("open-telemetry+opentelemetry-collector", "v0.150.0", "collector core v0.150.0 (as in Tempo 3.0.3's go.mod)")
 UPSTREAM_NAMES = {
+    "open-telemetry+opentelemetry-collector": "open-telemetry/opentelemetry-collector",
     "grafana+loki": "grafana/loki",
     "grafana+tempo": "grafana/tempo",
     "scm-repo-mirror+grafana_mimir": "grafana/mimir (via the mirror scm-repo-mirror/grafana_mimir)",
@@ -376,6 +379,58 @@ def chart(mirror: Path, spec, chart_dir: str) -> dict:
     return {"source": out.pop("source"), **out}
 
 
+# ---------------------------------------------------------------- OTLP receiver (inside Tempo)
+def collector_schema_tree(repo: Repo, ref: str, file: str, paths: list[str], depth: int = 0):
+    """A collector config.schema.yaml definition as a closed key tree (collector configs
+    reject unknown keys), following $ref across the config/* modules."""
+    ref = ref.removeprefix("go.opentelemetry.io/collector/").lstrip("/")
+    if "." in ref:
+        module, name = ref.rsplit(".", 1)
+        file = f"{module}/config.schema.yaml"
+    else:
+        name = ref
+    if depth > 8:
+        return FREE
+    try:
+        schema = yaml.safe_load(repo.show(file))
+    except subprocess.CalledProcessError:
+        return FREE
+    if file not in paths:
+        paths.append(file)
+    return _collector_node(repo, schema.get("$defs", {}).get(name, {}), file, paths, depth)
+
+
+def _collector_node(repo, node, file, paths, depth):
+    if "$ref" in node:
+        return collector_schema_tree(repo, node["$ref"], file, paths, depth + 1)
+    tree: dict = {}
+    for sub in node.get("allOf", []):
+        t = _collector_node(repo, sub, file, paths, depth + 1)
+        if t == FREE:
+            return FREE
+        tree.update(t or {})
+    for key, sub in (node.get("properties") or {}).items():
+        tree[key] = _collector_node(repo, sub, file, paths, depth + 1)
+    if tree:
+        return tree
+    return None if node.get("type") in {"string", "integer", "number", "boolean", "array"} else FREE
+
+
+def otlp_receiver(mirror: Path) -> dict:
+    repo = Repo(mirror, OTLP_RECEIVER)
+    config_go = "receiver/otlpreceiver/config.go"
+    text = repo.show(config_go)
+    # the receiver's own keys, from its mapstructure tags
+    tags = dict(re.findall(r"^[ \t]*(\w+)[ \t]+[^`\n]*`mapstructure:\"([a-z_]+)", text, flags=re.M))
+    assert {"GRPC", "HTTP", "Protocols", "TracesURLPath"} <= set(tags), tags
+    paths = [config_go]
+    grpc = collector_schema_tree(repo, "config/configgrpc.server_config", "", paths)
+    http = collector_schema_tree(repo, "config/confighttp.server_config", "", paths)
+    http = {**http, **{tags[k]: None for k in ("TracesURLPath", "MetricsURLPath", "LogsURLPath")}}
+    root = {tags["Protocols"]: {tags["GRPC"]: grpc, tags["HTTP"]: http}}
+    return {"source": repo.source(*paths), "root": root, "blocks": {}}
+
+
 # ---------------------------------------------------------------- Alloy
 def md_table_names(text: str) -> list[str]:
     """First-column `names` of markdown tables whose header starts with 'Name'."""
@@ -466,6 +521,7 @@ def main() -> None:
     write("chart-opentelemetry-collector.json", chart(mirror, OTELCOL_CHART, "charts/opentelemetry-collector"))
     write("chart-mimir-distributed.json", chart(mirror, MIMIR, "operations/helm/charts/mimir-distributed"))
     write("alloy.json", alloy(mirror))
+    write("otlp-receiver.json", otlp_receiver(mirror))
 
 
 if __name__ == "__main__":
