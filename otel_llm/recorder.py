@@ -367,16 +367,30 @@ class LLMCall:
             report_internal_error("LLMCall.end")
 
     def fail(self, exc: BaseException | str) -> None:
-        """Finish with an error (an exception or an error type string)."""
+        """Finish with an error (an exception or an error type string).
+
+        An exception that is not an ``Exception`` (``CancelledError``, ``KeyboardInterrupt``,
+        ``GeneratorExit``) is the caller stopping the call, not the provider failing: it cancels.
+        """
         try:
-            if isinstance(exc, BaseException):
+            if isinstance(exc, Exception):
                 self._finish(error_type(exc), exc)
+            elif isinstance(exc, BaseException):
+                self._finish(None, None, cancelled=True)
             else:
                 self._finish(str(exc), None)
         except Exception:
             report_internal_error("LLMCall.fail")
 
-    def _finish(self, error: str | None, exc: BaseException | None) -> None:
+    def cancel(self) -> None:
+        """Finish because the caller stopped before the end (a stream closed or left early, a
+        cancelled task): recorded like a success, with ``llm.call.cancelled=true`` on the span."""
+        try:
+            self._finish(None, None, cancelled=True)
+        except Exception:
+            report_internal_error("LLMCall.cancel")
+
+    def _finish(self, error: str | None, exc: BaseException | None, cancelled: bool = False) -> None:
         try:
             self._open.pop()
         except IndexError:
@@ -428,6 +442,8 @@ class LLMCall:
             usage[sc.ERROR_TYPE] = error
             message = scrub_secrets(str(exc))[:500] if exc is not None else error
             span.set_status(Status(StatusCode.ERROR, message))
+        elif cancelled:
+            usage[sc.CALL_CANCELLED] = True
         if self._content and recorder.capture.on_span:
             usage.update(self._content)
         if usage:

@@ -64,6 +64,9 @@ OPENAI_RESPONSE_SYSTEM_FINGERPRINT = "openai.response.system_fingerprint"
 # Our own span attributes.
 COST_USD = "llm.cost.usd"
 CONTENT_TRUNCATED = "llm.content.truncated"
+# The caller stopped the call before it ended (task cancelled, stream closed or left early):
+# not a failure, so no error.type and no ERROR status; the span carries this instead.
+CALL_CANCELLED = "llm.call.cancelled"
 
 # Event carrying opt-in message content.
 EVENT_INFERENCE_DETAILS = "gen_ai.client.inference.operation.details"

@@ -1,9 +1,11 @@
 """Transparent proxies around SDK stream objects that always finish the call.
 
 The proxy behaves as the SDK's own stream (iteration, context manager,
-``close()``, every other attribute) and ends the :class:`LLMCall` exactly once
-when the stream is exhausted, closed early, left by ``break`` and garbage
-collected, raises mid-way or, for async streams, is cancelled.
+``close()``, every other attribute) and finishes the :class:`LLMCall` exactly
+once: ended when the stream is exhausted, failed when it raises mid-way, and
+cancelled (``llm.call.cancelled``, not an error) when the consumer stops first:
+closed early, left by ``break`` and garbage collected, or, for async streams,
+its task cancelled.
 
 ``on_item(item) -> bool`` is the instrumentor's translation of one streamed
 item into recorder calls; it returns True to hide the item from the caller
@@ -28,7 +30,7 @@ class SyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
         super().__init__(stream)
         self._self_call = call
         self._self_on_item = on_item
-        weakref.finalize(self, call.end)  # dropped unfinished: end it when collected
+        weakref.finalize(self, call.cancel)  # dropped unfinished: the consumer stopped
 
     def __iter__(self) -> SyncStreamProxy:
         return self
@@ -54,7 +56,7 @@ class SyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
         try:
             self.__wrapped__.close()
         finally:
-            self._self_call.end()
+            self._self_call.cancel()  # a no-op once the stream ended
 
     def __enter__(self) -> SyncStreamProxy:
         self.__wrapped__.__enter__()
@@ -64,7 +66,7 @@ class SyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
         try:
             return self.__wrapped__.__exit__(exc_type, exc, tb)
         finally:
-            self._self_call.end()
+            self._self_call.cancel()  # a no-op once the stream ended
 
 
 class AsyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
@@ -72,7 +74,7 @@ class AsyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
         super().__init__(stream)
         self._self_call = call
         self._self_on_item = on_item
-        weakref.finalize(self, call.end)  # dropped unfinished: end it when collected
+        weakref.finalize(self, call.cancel)  # dropped unfinished: the consumer stopped
 
     def __aiter__(self) -> AsyncStreamProxy:
         return self
@@ -84,7 +86,7 @@ class AsyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
             except StopAsyncIteration:
                 self._self_call.end()
                 raise
-            except BaseException as exc:  # CancelledError included
+            except BaseException as exc:  # CancelledError cancels (see LLMCall.fail)
                 self._self_call.fail(exc)
                 raise
             try:
@@ -98,7 +100,7 @@ class AsyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
         try:
             await self.__wrapped__.close()
         finally:
-            self._self_call.end()
+            self._self_call.cancel()  # a no-op once the stream ended
 
     async def __aenter__(self) -> AsyncStreamProxy:
         await self.__wrapped__.__aenter__()
@@ -108,4 +110,4 @@ class AsyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
         try:
             return await self.__wrapped__.__aexit__(exc_type, exc, tb)
         finally:
-            self._self_call.end()
+            self._self_call.cancel()  # a no-op once the stream ended

@@ -1,15 +1,21 @@
-"""The SDK-independent half of an instrumentor: the wrapt wrappers around a ``create`` method and
-the handling of what it returns (parsed objects, streams, raw and streaming-response variants).
+"""The SDK-independent half of an instrumentor: one wrapt wrapper around the Stainless client's
+``request`` method, where every API request of the openai and anthropic SDKs passes, and the
+handling of what it returns (parsed objects, streams, raw and streaming-response variants).
 
-An instrumentor supplies ``plan(kind, instance, kwargs) -> Plan``: the started call, the kwargs to
-send, and how to read a parsed response (``record``) or a streamed item (``stream_handler``).
-Both Stainless-generated SDKs (openai, anthropic) mark raw variants with the same header.
+Wrapping ``request`` instead of each resource method is what catches the generic
+``client.post("/chat/completions", ...)`` (LiteLLM), the beta resources (``client.beta.messages``)
+and ``with_raw_response`` methods bound before ``instrument()`` was called, with the request body
+in hand. Requests to other paths pass through after one dictionary lookup.
+
+An instrumentor supplies ``routes`` (path -> kind) and ``plan(kind, client, options, stream) ->
+Plan``: the started call, the request options to send, and how to read a parsed response
+(``record``) or a streamed item (``stream_handler``).
 """
 
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import wrapt
@@ -22,17 +28,18 @@ RAW_RESPONSE_HEADER = "X-Stainless-Raw-Response"
 
 
 class Plan:
-    """One wrapped call: the recorder call plus what the instrumentor needs after the request."""
+    """One intercepted request: the recorder call plus what the instrumentor needs after it."""
 
-    __slots__ = ("call", "kwargs", "kind", "stream", "raw")
+    __slots__ = ("call", "options", "body", "kind", "stream", "raw")
 
-    def __init__(self, call: LLMCall, kwargs: dict[str, Any], kind: str, stream: bool) -> None:
+    def __init__(self, call: LLMCall, options: Any, body: Mapping[str, Any], kind: str, stream: bool) -> None:
         self.call = call
-        self.kwargs = kwargs
+        self.options = options  # the request options to send (the caller's, or our copy)
+        self.body = body
         self.kind = kind
         self.stream = stream
-        headers = kwargs.get("extra_headers")
-        self.raw = headers.get(RAW_RESPONSE_HEADER) if headers else None
+        headers = options.headers
+        self.raw = headers.get(RAW_RESPONSE_HEADER) if type(headers) is dict else None
 
     def record(self, parsed: Any) -> None:
         """Put a parsed (or JSON) response on the call; the caller ends the call."""
@@ -43,19 +50,67 @@ class Plan:
         raise NotImplementedError
 
 
-PlanFactory = Callable[[str, Any, dict[str, Any]], Plan]
+PlanFactory = Callable[[str, Any, Any, Any, bool], Plan]
 
 
-def sync_wrapper(make_plan: PlanFactory, kind: str) -> Callable[..., Any]:
+def route_of(routes: Mapping[str, str], url: Any) -> str | None:
+    """The kind of request ``url`` is, by its path: exact first, then an absolute or prefixed URL."""
+    kind = routes.get(url)
+    if kind is not None or not isinstance(url, str):
+        return kind
+    path = url.partition("?")[0].rstrip("/")
+    kind = routes.get(path)
+    if kind is not None:
+        return kind
+    for route, kind in routes.items():
+        if route[0] == "/" and path.endswith(route):
+            return kind
+    return None
+
+
+def request_body(options: Any) -> dict[str, Any] | None:
+    """The JSON body the SDK will send (``extra_body`` merged in), or None for non-JSON requests."""
+    body = options.json_data
+    if not isinstance(body, Mapping):
+        return None
+    extra = options.extra_json
+    return {**body, **extra} if extra else body  # type: ignore[return-value]
+
+
+def _start(routes: Mapping[str, str], make_plan: PlanFactory, instance: Any, args: Any, kwargs: Any) -> Any:
+    """(plan, args, kwargs) for a request we record, or None to pass it through."""
+    try:
+        options = args[1] if len(args) > 1 else kwargs["options"]
+        if options.method != "post":
+            return None
+        kind = route_of(routes, options.url)
+        if kind is None:
+            return None
+        body = request_body(options)
+        if body is None:
+            return None
+        stream = kwargs.get("stream", False) is True
+        plan = make_plan(kind, instance, options, body, stream)
+    except Exception:
+        report_internal_error("request")
+        return None
+    if plan.options is not options:
+        if len(args) > 1:
+            args = (args[0], plan.options, *args[2:])
+        else:
+            kwargs = {**kwargs, "options": plan.options}
+    return plan, args, kwargs
+
+
+def sync_request_wrapper(routes: Mapping[str, str], make_plan: PlanFactory) -> Callable[..., Any]:
     def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: dict[str, Any]) -> Any:
-        try:
-            plan = make_plan(kind, instance, kwargs)
-        except Exception:
-            report_internal_error(f"{kind} request")
+        started = _start(routes, make_plan, instance, args, kwargs)
+        if started is None:
             return wrapped(*args, **kwargs)
+        plan, args, kwargs = started
         token = otel_context.attach(plan.call.context)
         try:
-            result = wrapped(*args, **plan.kwargs)
+            result = wrapped(*args, **kwargs)
         except BaseException as exc:
             fail_call(plan.call, exc)
             raise
@@ -66,16 +121,15 @@ def sync_wrapper(make_plan: PlanFactory, kind: str) -> Callable[..., Any]:
     return wrapper
 
 
-def async_wrapper(make_plan: PlanFactory, kind: str) -> Callable[..., Any]:
+def async_request_wrapper(routes: Mapping[str, str], make_plan: PlanFactory) -> Callable[..., Any]:
     async def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: dict[str, Any]) -> Any:
-        try:
-            plan = make_plan(kind, instance, kwargs)
-        except Exception:
-            report_internal_error(f"{kind} request")
+        started = _start(routes, make_plan, instance, args, kwargs)
+        if started is None:
             return await wrapped(*args, **kwargs)
+        plan, args, kwargs = started
         token = otel_context.attach(plan.call.context)
         try:
-            result = await wrapped(*args, **plan.kwargs)
+            result = await wrapped(*args, **kwargs)
         except BaseException as exc:
             fail_call(plan.call, exc)
             raise
@@ -84,6 +138,12 @@ def async_wrapper(make_plan: PlanFactory, kind: str) -> Callable[..., Any]:
         return on_result(plan, result, is_async=True)
 
     return wrapper
+
+
+def request_patches(sdk: str) -> tuple[tuple[str, str, bool], ...]:
+    """Where every API request of a Stainless SDK passes: (module, Class.method, is_async)."""
+    module = f"{sdk}._base_client"
+    return ((module, "SyncAPIClient.request", False), (module, "AsyncAPIClient.request", True))
 
 
 def fail_call(call: LLMCall, exc: BaseException) -> None:
@@ -111,6 +171,11 @@ def capture_response_headers(wrapped: Any, instance: Any, args: Any, kwargs: dic
     return wrapped(*args, **kwargs)
 
 
+def _is_http_response(result: Any) -> bool:
+    """An httpx/httpx2 response returned as is (``cast_to=httpx.Response`` on the generic ``post``)."""
+    return hasattr(result, "status_code") and hasattr(result, "iter_bytes") and not hasattr(result, "http_response")
+
+
 def on_result(plan: Plan, result: Any, is_async: bool) -> Any:
     """Record a returned object, or wrap it so that it finishes the call later."""
     try:
@@ -122,6 +187,10 @@ def on_result(plan: Plan, result: Any, is_async: bool) -> Any:
             return LegacyRawResponse(result, plan)
         elif plan.raw:
             return (AsyncRawResponse if is_async else SyncRawResponse)(result, plan)
+        elif _is_http_response(result):
+            if not plan.stream:
+                plan.record(result.json())
+            plan.call.end()  # a streamed body the caller reads itself: its chunks are not seen
         elif plan.stream:
             return wrap_stream(plan, result, is_async)
         else:
@@ -166,7 +235,7 @@ class SyncRawResponse(LegacyRawResponse):
         try:
             self.__wrapped__.close()
         finally:
-            self._self_plan.call.end()
+            self._self_plan.call.end()  # raw lines may have been read to the end: not a stop we can see
 
 
 class AsyncRawResponse(LegacyRawResponse):
@@ -182,7 +251,7 @@ class AsyncRawResponse(LegacyRawResponse):
         try:
             await self.__wrapped__.close()
         finally:
-            self._self_plan.call.end()
+            self._self_plan.call.end()  # raw lines may have been read to the end: not a stop we can see
 
 
 def _parsed(proxy: Any, parsed: Any, custom_type: bool, is_async: bool) -> Any:

@@ -1,9 +1,10 @@
 """Instrumentation of the ``anthropic`` SDK (2.x, built on httpx2).
 
-Patched with ``wrapt``: ``messages.create`` (sync, async, ``stream=True``, ``with_raw_response``,
-``with_streaming_response``), ``messages.parse`` and the ``messages.stream(...)`` helper (its
-``text_stream`` and ``get_final_message()`` read through our stream proxy). ``count_tokens`` is left
-alone: it is not an inference and uses no tokens.
+One ``wrapt`` patch on the client's ``request`` method (sync and async), where every API request
+passes: ``POST /v1/messages`` from ``messages.create``, ``.parse``, the ``messages.stream(...)``
+helper and ``client.beta.messages`` alike, plain, streamed, ``with_raw_response`` and
+``with_streaming_response``, whenever the client was created or its methods bound.
+``count_tokens`` (``/v1/messages/count_tokens``) is left alone: it is not an inference.
 
 One LLM call is one GenAI span. The SDK's own tracing (scope ``com.anthropic.sdk.python``) would
 add a second CLIENT span with ``gen_ai.*`` attributes for the same call and double every count in
@@ -13,19 +14,21 @@ Nothing of the SDK's span is recorded, and the SDK's own propagation still sends
 context in the request headers (as its ``open_telemetry`` option / ``ANTHROPIC_OPEN_TELEMETRY_PROPAGATION``
 say). Calls otel-llm does not instrument (``count_tokens``, batches, models) keep the SDK's spans.
 
+Streamed token counts are recorded only when final: ``message_start`` carries a placeholder output
+count, so usage is set from the cumulative ``message_delta``. A stream the consumer abandons before
+that reports no tokens, as an abandoned OpenAI stream does.
+
 Entry point name ``otel_llm_anthropic`` (the official instrumentation is ``anthropic``).
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Collection
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 import wrapt
-from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.instrumentation.utils import unwrap
@@ -43,25 +46,14 @@ from ._common import (
 )
 from ._wrapping import (
     Plan,
-    async_wrapper,
+    async_request_wrapper,
     capture_response_headers,
-    fail_call,
+    request_patches,
     response_header_patches,
-    sync_wrapper,
-    wrap_stream,
+    sync_request_wrapper,
 )
 
-_MESSAGES = "anthropic.resources.messages.messages"
-_PATCHES = (
-    (_MESSAGES, "Messages.create", False),
-    (_MESSAGES, "AsyncMessages.create", True),
-    (_MESSAGES, "Messages.parse", False),
-    (_MESSAGES, "AsyncMessages.parse", True),
-)
-_STREAM_PATCHES = (
-    (_MESSAGES, "Messages.stream", False),
-    (_MESSAGES, "AsyncMessages.stream", True),
-)
+_ROUTES = {"/v1/messages": "messages"}
 _PARAMS = (
     ("temperature", sc.REQUEST_TEMPERATURE),
     ("top_p", sc.REQUEST_TOP_P),
@@ -90,17 +82,15 @@ class AnthropicInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         recorder = recorder_from(kwargs)
         self.recorder = recorder
         options = _Options(recorder, provider_overrides_from_env())
-        for module, name, is_async in _PATCHES:
-            wrapper = (async_wrapper if is_async else sync_wrapper)(options.plan, "messages")
+        for module, name, is_async in request_patches("anthropic"):
+            wrapper = (async_request_wrapper if is_async else sync_request_wrapper)(_ROUTES, options.plan)
             wrapt.wrap_function_wrapper(module, name, wrapper)
-        for module, name, is_async in _STREAM_PATCHES:
-            wrapt.wrap_function_wrapper(module, name, _stream_helper_wrapper(options, is_async))
         for module, name in response_header_patches("anthropic"):
             wrapt.wrap_function_wrapper(module, name, capture_response_headers)
         self._sdk_tracer = _install_tracer_guard()
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        patched = [(m, n) for m, n, _a in _PATCHES + _STREAM_PATCHES] + list(response_header_patches("anthropic"))
+        patched = [(m, n) for m, n, _a in request_patches("anthropic")] + list(response_header_patches("anthropic"))
         for module, name in patched:
             owner, method = name.split(".")
             unwrap(getattr(importlib.import_module(module), owner), method)
@@ -160,15 +150,27 @@ class _Options:
         self.recorder = recorder
         self.provider_overrides = provider_overrides
 
-    def plan(self, kind: str, instance: Any, kwargs: dict[str, Any]) -> _AnthropicPlan:
-        return _plan(self, kind, instance, kwargs)
+    def plan(self, kind: str, client: Any, options: Any, body: Mapping[str, Any], stream: bool) -> _AnthropicPlan:
+        host, port = server_of(client.base_url)
+        default = _CLIENT_PROVIDERS.get(type(client).__name__, sc.PROVIDER_ANTHROPIC)
+        provider = provider_for(host, port, default, self.provider_overrides)
+        model = body.get("model")
+        model = model if isinstance(model, str) else None
+        attributes = request_attributes(body, _PARAMS)
+        call = self.recorder.start_call(
+            sc.OP_CHAT, provider, model, server_address=host, server_port=port, stream=stream, attributes=attributes
+        )
+        plan = _AnthropicPlan(call, options, body, kind, stream)
+        if call.capture.enabled:
+            _capture_input(call, body)
+        return plan
 
 
 class _AnthropicPlan(Plan):
     __slots__ = ("texts",)
 
-    def __init__(self, call: LLMCall, kwargs: dict[str, Any], kind: str, stream: bool) -> None:
-        super().__init__(call, kwargs, kind, stream)
+    def __init__(self, call: LLMCall, options: Any, body: Mapping[str, Any], kind: str, stream: bool) -> None:
+        super().__init__(call, options, body, kind, stream)
         self.texts: list[str] | None = [] if call.capture.enabled else None
 
     def record(self, parsed: Any) -> None:
@@ -176,96 +178,6 @@ class _AnthropicPlan(Plan):
 
     def stream_handler(self) -> Callable[[Any], bool]:
         return _event_handler(self)
-
-
-def _plan(
-    options: _Options, kind: str, instance: Any, kwargs: dict[str, Any], stream: bool | None = None
-) -> _AnthropicPlan:
-    client = instance._client
-    host, port = server_of(client.base_url)
-    default = _CLIENT_PROVIDERS.get(type(client).__name__, sc.PROVIDER_ANTHROPIC)
-    provider = provider_for(host, port, default, options.provider_overrides)
-    model = kwargs.get("model")
-    model = model if isinstance(model, str) else None
-    if stream is None:
-        stream = kwargs.get("stream") is True
-    extra_body = kwargs.get("extra_body")
-    # Newer SDKs dropped the sampling parameters from the signature; callers send them in extra_body.
-    params = {**extra_body, **kwargs} if isinstance(extra_body, dict) else kwargs
-    attributes = request_attributes(params, _PARAMS)
-    call = options.recorder.start_call(
-        sc.OP_CHAT, provider, model, server_address=host, server_port=port, stream=stream, attributes=attributes
-    )
-    plan = _AnthropicPlan(call, kwargs, kind, stream)
-    if call.capture.enabled:
-        _capture_input(call, kwargs)
-    return plan
-
-
-# --- the messages.stream(...) helper --------------------------------------------------------------
-
-
-def _stream_helper_wrapper(options: _Options, is_async: bool) -> Callable[..., Any]:
-    """``messages.stream(...)`` returns a manager that sends the request on ``__enter__`` through a
-    private callable (an awaitable for the async client); we replace it so the call starts when the
-    request is sent and the raw event stream the manager reads is our proxy."""
-
-    def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: dict[str, Any]) -> Any:
-        manager = wrapped(*args, **kwargs)
-        try:
-            _hook_manager(manager, lambda: _plan(options, "messages", instance, kwargs, stream=True), is_async)
-        except Exception:
-            report_internal_error("anthropic messages.stream")
-        return manager
-
-    return wrapper
-
-
-def _hook_manager(manager: Any, make_plan: Callable[[], _AnthropicPlan], is_async: bool) -> None:
-    attribute = next(name for name in vars(manager) if name.endswith("__api_request"))
-    request = getattr(manager, attribute)
-
-    def start() -> _AnthropicPlan | None:
-        try:
-            return make_plan()
-        except Exception:
-            report_internal_error("anthropic messages.stream request")
-            return None
-
-    if is_async:
-
-        async def send_async() -> Any:
-            plan = start()
-            if plan is None:
-                return await request
-            token = otel_context.attach(plan.call.context)
-            try:
-                raw = await request
-            except BaseException as exc:
-                fail_call(plan.call, exc)
-                raise
-            finally:
-                otel_context.detach(token)
-            return wrap_stream(plan, raw, is_async=True)
-
-        setattr(manager, attribute, send_async())
-        return
-
-    def send() -> Any:
-        plan = start()
-        if plan is None:
-            return request()
-        token = otel_context.attach(plan.call.context)
-        try:
-            raw = request()
-        except BaseException as exc:
-            fail_call(plan.call, exc)
-            raise
-        finally:
-            otel_context.detach(token)
-        return wrap_stream(plan, raw, is_async=False)
-
-    setattr(manager, attribute, send)
 
 
 # --- responses and streamed events ----------------------------------------------------------------
@@ -306,23 +218,22 @@ def _event_handler(plan: _AnthropicPlan) -> Callable[[Any], bool]:
     usage: dict[str, Any] = {}
 
     def on_event(event: Any) -> bool:
-        kind = event.type
+        kind = get(event, "type")
         if kind == "content_block_delta":
             call.chunk()
             if plan.texts is not None:
-                text = getattr(event.delta, "text", None)
+                text = get(get(event, "delta"), "text")
                 if text:
                     plan.texts.append(text)
         elif kind == "message_start":
-            message = event.message
-            call.set_response(model=message.model, response_id=message.id)
-            _merge_usage(usage, message.usage)
-            _set_usage(call, usage)
+            message = get(event, "message")
+            call.set_response(model=get(message, "model"), response_id=get(message, "id"))
+            _merge_usage(usage, get(message, "usage"))  # its output count is a placeholder: not set yet
         elif kind == "message_delta":
-            reason = getattr(event.delta, "stop_reason", None)
+            reason = get(get(event, "delta"), "stop_reason")
             if reason:
                 call.set_response(finish_reasons=[reason])
-            _merge_usage(usage, event.usage)
+            _merge_usage(usage, get(event, "usage"))
             _set_usage(call, usage)
             if plan.texts is not None:
                 call.set_content(output_messages=[
@@ -365,10 +276,10 @@ def _parts(content: Any) -> list[dict[str, Any]]:
     return parts
 
 
-def _capture_input(call: LLMCall, kwargs: dict[str, Any]) -> None:
-    messages = kwargs.get("messages")
-    system = kwargs.get("system")
-    tools = kwargs.get("tools")
+def _capture_input(call: LLMCall, body: Mapping[str, Any]) -> None:
+    messages = body.get("messages")
+    system = body.get("system")
+    tools = body.get("tools")
     call.set_content(
         input_messages=[{"role": get(m, "role"), "parts": _parts(get(m, "content"))} for m in messages]
         if isinstance(messages, (list, tuple)) else None,

@@ -1,10 +1,10 @@
 """Instrumentation of the ``openai`` SDK (2.x on httpx, 3.x on httpx2).
 
-Patched with ``wrapt``: ``chat.completions.create`` (and ``.parse``, structured
-outputs; ``.stream()`` goes through ``create``), ``embeddings.create`` and
-``responses.create``, sync and async, plain, streaming, ``with_raw_response``
-and ``with_streaming_response`` (those variants call the same ``create``).
-This module only translates the SDK's requests and responses into
+One ``wrapt`` patch on the client's ``request`` method (sync and async), where every API request
+passes: ``POST /chat/completions`` (``create``, ``parse``, ``stream()``, LiteLLM's generic
+``client.post``), ``/completions``, ``/embeddings`` and ``/responses``, plain, streamed,
+``with_raw_response`` and ``with_streaming_response``, whenever the client was created or its
+methods bound. This module only translates request bodies and responses into
 :class:`~otel_llm.recorder.LLMCall` calls.
 
 Entry point name ``otel_llm_openai`` (the official instrumentation is ``openai``).
@@ -12,8 +12,9 @@ Entry point name ``otel_llm_openai`` (the official instrumentation is ``openai``
 
 from __future__ import annotations
 
+import importlib
 import os
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import wrapt
@@ -31,18 +32,22 @@ from ._common import (
     request_attributes,
     server_of,
 )
-from ._wrapping import Plan, async_wrapper, capture_response_headers, response_header_patches, sync_wrapper
-
-_PATCHES = (
-    ("openai.resources.chat.completions.completions", "Completions.create", "chat", False),
-    ("openai.resources.chat.completions.completions", "AsyncCompletions.create", "chat", True),
-    ("openai.resources.chat.completions.completions", "Completions.parse", "chat", False),
-    ("openai.resources.chat.completions.completions", "AsyncCompletions.parse", "chat", True),
-    ("openai.resources.embeddings", "Embeddings.create", "embeddings", False),
-    ("openai.resources.embeddings", "AsyncEmbeddings.create", "embeddings", True),
-    ("openai.resources.responses.responses", "Responses.create", "responses", False),
-    ("openai.resources.responses.responses", "AsyncResponses.create", "responses", True),
+from ._wrapping import (
+    Plan,
+    async_request_wrapper,
+    capture_response_headers,
+    request_patches,
+    response_header_patches,
+    sync_request_wrapper,
 )
+
+# "/chat/completions" before "/completions": an absolute URL is matched by suffix in this order.
+_ROUTES = {
+    "/chat/completions": "chat",
+    "/completions": "completions",
+    "/embeddings": "embeddings",
+    "/responses": "responses",
+}
 
 _CHAT_PARAMS = (
     ("temperature", sc.REQUEST_TEMPERATURE),
@@ -60,16 +65,17 @@ _RESPONSES_PARAMS = (
     ("max_output_tokens", sc.REQUEST_MAX_TOKENS),
     ("service_tier", sc.OPENAI_REQUEST_SERVICE_TIER),
 )
-_EMBEDDINGS_PARAMS: tuple[tuple[str, str], ...] = ()
 
 
 class OpenAIInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     """``OpenAIInstrumentor().instrument(tracer_provider=..., meter_provider=..., stream_usage=True)``.
 
-    ``stream_usage`` (default on; env ``OTEL_LLM_OPENAI_STREAM_USAGE=false`` turns it
-    off): ask for ``stream_options.include_usage`` on the caller's behalf and
-    hide the extra usage-only chunk, so streams report tokens and the caller
-    sees exactly the stream it asked for.
+    ``stream_usage`` (default on; env ``OTEL_LLM_OPENAI_STREAM_USAGE=false`` turns it off): when
+    the caller did not say whether it wants usage on a streamed chat or text completion, ask for
+    ``stream_options.include_usage`` on its behalf and take the usage back out of what it sees
+    (the usage-only chunk, or the usage a server puts on its last chunk), so streams report tokens
+    and the caller sees exactly the stream it asked for. An explicit ``include_usage`` of the
+    caller's, ``False`` included, is left as it is.
     """
 
     def instrumentation_dependencies(self) -> Collection[str]:
@@ -82,16 +88,14 @@ class OpenAIInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             stream_usage = os.environ.get(sc.ENV_STREAM_USAGE, "true").strip().lower() not in ("0", "false", "no", "off")
         self.recorder = recorder
         options = _Options(recorder, bool(stream_usage), provider_overrides_from_env())
-        for module, name, kind, is_async in _PATCHES:
-            wrapper = (async_wrapper if is_async else sync_wrapper)(options.plan, kind)
+        for module, name, is_async in request_patches("openai"):
+            wrapper = (async_request_wrapper if is_async else sync_request_wrapper)(_ROUTES, options.plan)
             wrapt.wrap_function_wrapper(module, name, wrapper)
         for module, name in response_header_patches("openai"):
             wrapt.wrap_function_wrapper(module, name, capture_response_headers)
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        import importlib
-
-        for module, name in [(m, n) for m, n, _k, _a in _PATCHES] + list(response_header_patches("openai")):
+        for module, name in [(m, n) for m, n, _a in request_patches("openai")] + list(response_header_patches("openai")):
             owner, method = name.split(".")
             unwrap(getattr(importlib.import_module(module), owner), method)
 
@@ -104,87 +108,97 @@ class _Options:
         self.stream_usage = stream_usage
         self.provider_overrides = provider_overrides
 
-    def plan(self, kind: str, instance: Any, kwargs: dict[str, Any]) -> _OpenAIPlan:
-        return _plan(self, kind, instance, kwargs)
+    def plan(self, kind: str, client: Any, options: Any, body: Mapping[str, Any], stream: bool) -> _OpenAIPlan:
+        return _plan(self, kind, client, options, body, stream)
 
 
 class _OpenAIPlan(Plan):
     __slots__ = ("hide_usage", "finish_reasons", "capture")
 
-    def __init__(self, call: LLMCall, kwargs: dict[str, Any], kind: str, stream: bool, hide_usage: bool) -> None:
-        super().__init__(call, kwargs, kind, stream)
+    def __init__(
+        self, call: LLMCall, options: Any, body: Mapping[str, Any], kind: str, stream: bool, hide_usage: bool
+    ) -> None:
+        super().__init__(call, options, body, kind, stream)
         self.hide_usage = hide_usage
         self.finish_reasons: dict[int, str] = {}
         self.capture = call.capture.enabled
 
     def record(self, parsed: Any) -> None:
-        if self.kind == "chat":
-            _record_chat_completion(self, parsed)
+        if self.kind == "chat" or self.kind == "completions":
+            _record_completion(self, parsed)
         elif self.kind == "responses":
             _record_response(self.call, parsed)
         else:
             _record_embeddings(self.call, parsed)
 
     def stream_handler(self) -> Callable[[Any], bool]:
-        return _chat_chunk_handler(self) if self.kind == "chat" else _responses_event_handler(self)
+        return _responses_event_handler(self) if self.kind == "responses" else _chunk_handler(self)
 
 
-def _plan(options: _Options, kind: str, instance: Any, kwargs: dict[str, Any]) -> _OpenAIPlan:
-    client = instance._client
+def _plan(
+    settings: _Options, kind: str, client: Any, options: Any, body: Mapping[str, Any], stream: bool
+) -> _OpenAIPlan:
     host, port = server_of(client.base_url)
     default_provider = sc.PROVIDER_OPENAI
     if type(client).__name__ in ("AzureOpenAI", "AsyncAzureOpenAI"):
         default_provider = sc.PROVIDER_AZURE_OPENAI
-    provider = provider_for(host, port, default_provider, options.provider_overrides)
-    model = kwargs.get("model")
+    provider = provider_for(host, port, default_provider, settings.provider_overrides)
+    model = body.get("model")
     model = model if isinstance(model, str) else None
-    stream = kwargs.get("stream") is True
     hide_usage = False
 
-    if kind == "chat":
-        operation = sc.OP_CHAT
-        attributes = request_attributes(kwargs, _CHAT_PARAMS)
-        attributes[sc.OPENAI_API_TYPE] = "chat_completions"
-        stop = kwargs.get("stop")
+    if kind == "chat" or kind == "completions":
+        operation = sc.OP_CHAT if kind == "chat" else sc.OP_TEXT_COMPLETION
+        attributes = request_attributes(body, _CHAT_PARAMS)
+        if kind == "chat":
+            attributes[sc.OPENAI_API_TYPE] = "chat_completions"
+        stop = body.get("stop")
         if isinstance(stop, str):
             attributes[sc.REQUEST_STOP_SEQUENCES] = [stop]
         elif isinstance(stop, (list, tuple)):
             attributes[sc.REQUEST_STOP_SEQUENCES] = [str(s) for s in stop]
-        n = kwargs.get("n")
+        n = body.get("n")
         if isinstance(n, int) and n != 1:
             attributes[sc.REQUEST_CHOICE_COUNT] = n
-        output_type = _output_type(kwargs.get("response_format"))
+        output_type = _output_type(body.get("response_format"))
         if output_type:
             attributes[sc.OUTPUT_TYPE] = output_type
-        if stream and options.stream_usage:
-            stream_options = kwargs.get("stream_options")
-            stream_options = dict(stream_options) if given(stream_options) and stream_options else {}
-            if not stream_options.get("include_usage"):
-                kwargs = {**kwargs, "stream_options": {**stream_options, "include_usage": True}}
+        if stream and settings.stream_usage:
+            stream_options = body.get("stream_options")
+            if stream_options is None or (isinstance(stream_options, Mapping) and "include_usage" not in stream_options):
+                options = _with_body(options, {**options.json_data,
+                                               "stream_options": {**(stream_options or {}), "include_usage": True}})
                 hide_usage = True
     elif kind == "responses":
         operation = sc.OP_CHAT
-        attributes = request_attributes(kwargs, _RESPONSES_PARAMS)
+        attributes = request_attributes(body, _RESPONSES_PARAMS)
         attributes[sc.OPENAI_API_TYPE] = "responses"
-        conversation = kwargs.get("conversation")
+        conversation = body.get("conversation")
         if isinstance(conversation, str):
             attributes[sc.CONVERSATION_ID] = conversation
     else:
         operation = sc.OP_EMBEDDINGS
         attributes = {}
-        encoding = kwargs.get("encoding_format")
+        encoding = body.get("encoding_format")
         if isinstance(encoding, str):
             attributes[sc.REQUEST_ENCODING_FORMATS] = [encoding]
 
-    call = options.recorder.start_call(
+    call = settings.recorder.start_call(
         operation, provider, model, server_address=host, server_port=port, stream=stream, attributes=attributes
     )
-    plan = _OpenAIPlan(call, kwargs, kind, stream, hide_usage)
+    plan = _OpenAIPlan(call, options, body, kind, stream, hide_usage)
     if plan.capture and kind == "chat":
-        _capture_chat_input(call, kwargs)
+        _capture_chat_input(call, body)
     elif plan.capture and kind == "responses":
-        _capture_responses_input(call, kwargs)
+        _capture_responses_input(call, body)
     return plan
+
+
+def _with_body(options: Any, json_data: dict[str, Any]) -> Any:
+    """A copy of the request options with another JSON body (the caller's are never changed)."""
+    copy = options.model_copy() if hasattr(options, "model_copy") else options.copy()
+    copy.json_data = json_data
+    return copy
 
 
 def _output_type(response_format: Any) -> str | None:
@@ -196,10 +210,10 @@ def _output_type(response_format: Any) -> str | None:
     return None
 
 
-# --- chat completions -----------------------------------------------------------------------------
+# --- chat and text completions --------------------------------------------------------------------
 
 
-def _record_chat_completion(plan: _OpenAIPlan, completion: Any) -> None:
+def _record_completion(plan: _OpenAIPlan, completion: Any) -> None:
     call = plan.call
     choices = get(completion, "choices") or ()
     try:
@@ -214,7 +228,7 @@ def _record_chat_completion(plan: _OpenAIPlan, completion: Any) -> None:
     )
     _set_chat_usage(call, get(completion, "usage"))
     if plan.capture:
-        call.set_content(output_messages=[_output_message(get(c, "message"), r) for c, r in zip(choices, reasons)])
+        call.set_content(output_messages=[_output_message(c, r) for c, r in zip(choices, reasons)])
 
 
 def _openai_response_attributes(obj: Any) -> dict[str, Any]:
@@ -239,38 +253,61 @@ def _set_chat_usage(call: LLMCall, usage: Any) -> None:
     )
 
 
-def _chat_chunk_handler(plan: _OpenAIPlan) -> Callable[[Any], bool]:
+def _unset_usage(chunk: Any) -> None:
+    """Take the usage we asked for back out of a chunk the caller sees: as if never sent."""
+    if type(chunk) is dict:
+        chunk.pop("usage", None)
+        return
+    fields_set = getattr(chunk, "__pydantic_fields_set__", None)
+    if fields_set is not None and "usage" in fields_set:
+        chunk.__dict__["usage"] = None
+        fields_set.discard("usage")
+
+
+def _chunk_handler(plan: _OpenAIPlan) -> Callable[[Any], bool]:
     call = plan.call
     seen_first = False
     texts: dict[int, list[str]] = {}
+    hide_usage = plan.hide_usage
 
     def on_chunk(chunk: Any) -> bool:
         nonlocal seen_first
         if not seen_first:
             seen_first = True
             call.set_response(
-                model=chunk.model, response_id=chunk.id, attributes=_openai_response_attributes(chunk)
+                model=get(chunk, "model"), response_id=get(chunk, "id"), attributes=_openai_response_attributes(chunk)
             )
-        choices = chunk.choices
+        choices = get(chunk, "choices")
         if choices:
             call.chunk()
             for choice in choices:
                 if plan.capture:
-                    content = getattr(choice.delta, "content", None) if choice.delta else None
-                    if content:
-                        texts.setdefault(choice.index, []).append(content)
-                if choice.finish_reason:
-                    plan.finish_reasons[choice.index] = choice.finish_reason
+                    _collect_text(texts, choice)
+                reason = get(choice, "finish_reason")
+                if reason:
+                    index = get(choice, "index")
+                    plan.finish_reasons[index if type(index) is int else 0] = reason
                     call.set_response(finish_reasons=[plan.finish_reasons[i] for i in sorted(plan.finish_reasons)])
                     if plan.capture:
                         _set_streamed_output(plan, texts)
-        usage = chunk.usage
+        usage = get(chunk, "usage")
         if usage is not None:
             _set_chat_usage(call, usage)
-            return plan.hide_usage and not choices
+            if hide_usage and not choices:
+                return True  # the usage-only chunk we asked for
+        if hide_usage:
+            _unset_usage(chunk)  # usage on a chunk with choices, or the "usage": null we caused
         return False
 
     return on_chunk
+
+
+def _collect_text(texts: dict[int, list[str]], choice: Any) -> None:
+    delta = get(choice, "delta")
+    content = get(delta, "content") if delta is not None else get(choice, "text")
+    if isinstance(content, str) and content:
+        index = get(choice, "index")
+        texts.setdefault(index if type(index) is int else 0, []).append(content)
 
 
 # --- responses API --------------------------------------------------------------------------------
@@ -313,11 +350,11 @@ def _responses_event_handler(plan: _OpenAIPlan) -> Callable[[Any], bool]:
     call = plan.call
 
     def on_event(event: Any) -> bool:
-        kind = event.type
+        kind = get(event, "type") or ""
         if kind.endswith(".delta"):
             call.chunk()
         elif kind in _RESPONSE_DONE_EVENTS:
-            _record_response(call, event.response)
+            _record_response(call, get(event, "response"))
         return False
 
     return on_event
@@ -336,8 +373,8 @@ def _record_embeddings(call: LLMCall, response: Any) -> None:
 # --- opt-in content -------------------------------------------------------------------------------
 
 
-def _capture_chat_input(call: LLMCall, kwargs: dict[str, Any]) -> None:
-    messages = kwargs.get("messages")
+def _capture_chat_input(call: LLMCall, body: Mapping[str, Any]) -> None:
+    messages = body.get("messages")
     if not isinstance(messages, (list, tuple)):
         return
     system, inputs = [], []
@@ -353,7 +390,7 @@ def _capture_chat_input(call: LLMCall, kwargs: dict[str, Any]) -> None:
         for tool_call in get(message, "tool_calls") or ():
             parts.append(_tool_call_part(tool_call))
         inputs.append({"role": role, "parts": parts})
-    tools = kwargs.get("tools")
+    tools = body.get("tools")
     definitions = None
     if given(tools) and isinstance(tools, (list, tuple)):
         definitions = [{"type": "function", "name": get(get(t, "function"), "name"),
@@ -361,13 +398,13 @@ def _capture_chat_input(call: LLMCall, kwargs: dict[str, Any]) -> None:
     call.set_content(input_messages=inputs, system_instructions=system or None, tool_definitions=definitions)
 
 
-def _capture_responses_input(call: LLMCall, kwargs: dict[str, Any]) -> None:
-    items = kwargs.get("input")
+def _capture_responses_input(call: LLMCall, body: Mapping[str, Any]) -> None:
+    items = body.get("input")
     if isinstance(items, str):
         items = [{"role": "user", "content": items}]
     inputs = [{"role": get(item, "role") or "user", "parts": _text_parts(get(item, "content"))}
               for item in items if get(item, "content") is not None] if isinstance(items, (list, tuple)) else None
-    instructions = kwargs.get("instructions")
+    instructions = body.get("instructions")
     call.set_content(
         input_messages=inputs,
         system_instructions=[{"type": "text", "content": instructions}] if isinstance(instructions, str) else None,
@@ -389,8 +426,9 @@ def _text_parts(content: Any) -> list[dict[str, Any]]:
     return []
 
 
-def _output_message(message: Any, finish_reason: str) -> dict[str, Any]:
-    parts = _text_parts(get(message, "content"))
+def _output_message(choice: Any, finish_reason: str) -> dict[str, Any]:
+    message = get(choice, "message")
+    parts = _text_parts(get(message, "content") if message is not None else get(choice, "text"))
     parts.extend(_tool_call_part(tool_call) for tool_call in get(message, "tool_calls") or ())
     return {"role": "assistant", "parts": parts, "finish_reason": finish_reason}
 
