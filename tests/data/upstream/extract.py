@@ -463,8 +463,28 @@ def alloy_section_args(repo: Repo, text: str) -> list[str]:
     return sorted(set(names))
 
 
+def block_rows(text: str) -> list[tuple[list[str], str]]:
+    """Rows of the markdown tables headed 'Block': (names along the path, link anchor)."""
+    rows, in_table = [], False
+    for line in text.splitlines():
+        if re.match(r"^\|\s*Block\s*\|", line):
+            in_table = True
+            continue
+        if not (in_table and line.startswith("|")):
+            in_table = False
+            continue
+        cell = line.split("|")[1]
+        names = re.findall(r"`([A-Za-z0-9_.]+)`", cell)
+        if not names:
+            continue
+        link = re.search(r"\]\(#([A-Za-z0-9_\-]+)\)|\]\[([^\]]+)\]", cell)
+        rows.append((names, (link.group(1) or link.group(2)) if link else names[-1]))
+    return rows
+
+
 def alloy_component(repo: Repo, path: str) -> dict:
     md = repo.show(path)
+    refdefs = dict(re.findall(r"^\[([^\]]+)\]: #([A-Za-z0-9_\-]+)\s*$", md, flags=re.M))
     parts = re.split(r"^(#{2,4}) (.+)$", md, flags=re.M)
     sections: dict[str, str] = {}
     top: dict[str, str] = {}
@@ -474,20 +494,33 @@ def alloy_component(repo: Repo, path: str) -> dict:
             top[title.strip()] = body
         else:
             sections.setdefault(slug(title), body)
-    arguments = alloy_section_args(repo, top.get("Arguments", ""))
-    anchors = dict(re.findall(r"^\[([A-Za-z0-9_]+)\]: #([A-Za-z0-9_\-]+)$", top.get("Blocks", ""), flags=re.M))
+
+    def args_of(anchor: str, seen: tuple = ()) -> list[str] | None:
+        body = sections.get(refdefs.get(anchor, anchor))
+        if body is None:
+            return None  # no section: arguments unknown, not checked
+        names = alloy_section_args(repo, body)
+        same = re.search(r"match(?:es)? the \[`[A-Za-z0-9_.]+`\]\(#([A-Za-z0-9_\-]+)\)", body)
+        if not names and same and same.group(1) not in seen:
+            return args_of(same.group(1), seen + (anchor,))
+        return names
+
     blocks: dict[str, dict] = {}
-    for line in top.get("Blocks", "").splitlines():
-        if not line.startswith("|") or "`" not in line.split("|")[1]:
-            continue
-        cell = line.split("|")[1]
-        path_names = re.findall(r"`([A-Za-z0-9_]+)`", cell)
-        ref = re.search(r"\]\[([A-Za-z0-9_]+)\]\s*$", cell.strip())
-        anchor = anchors.get(ref.group(1), ref.group(1)) if ref else path_names[-1]
-        key = " > ".join(path_names)
-        body = sections.get(anchor) or sections.get(path_names[-1], "")
-        blocks[key] = {"args": alloy_section_args(repo, body) if body else None}
-    return {"arguments": arguments, "blocks": blocks}
+    anchors: dict[str, str] = {}
+    for names, anchor in block_rows(top.get("Blocks", "")):
+        key = " > ".join(names)
+        blocks[key], anchors[key] = {"args": args_of(anchor)}, anchor
+    # blocks that only a block's own section lists (resource_attributes of each detector, ...)
+    queue = list(blocks)
+    while queue:
+        key = queue.pop()
+        body = sections.get(refdefs.get(anchors[key], anchors[key]), "")
+        for names, anchor in block_rows(body):
+            child = f"{key} > {names[-1]}"
+            if child not in blocks:
+                blocks[child], anchors[child] = {"args": args_of(anchor)}, anchor
+                queue.append(child)
+    return {"arguments": alloy_section_args(repo, top.get("Arguments", "")), "blocks": blocks}
 
 
 def alloy(mirror: Path) -> dict:
