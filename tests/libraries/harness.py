@@ -177,6 +177,7 @@ class Harness:
         proxy = self.wire.proxies[server]
         endpoint = self.wire.endpoint(server)
         proxy.reset()
+        gc.collect()  # what earlier runs left behind must not warn during this one
         telemetry = Telemetry() if instrumented else None
         instrumentors = (OpenAIInstrumentor(), AnthropicInstrumentor())
         if telemetry is not None:
