@@ -86,6 +86,7 @@ class Run:
     warnings: list[tuple[str, str]]
     exchanges: list[Exchange]
     telemetry: Telemetry | None = None
+    _spans: list[Any] | None = None
 
     def __repr__(self) -> str:
         kind = "instrumented" if self.telemetry else "plain"
@@ -96,8 +97,12 @@ class Run:
         return [e for e in self.exchanges if e.path.endswith(INFERENCE_PATHS)]
 
     def spans(self) -> list[Any]:
+        """otel-llm's spans (the run is over and collected: they are all finished)."""
         assert self.telemetry is not None
-        return [s for s in self.telemetry.spans() if s.instrumentation_scope.name == sc.INSTRUMENTATION_SCOPE]
+        if self._spans is None:
+            self._spans = [s for s in self.telemetry.span_exporter.get_finished_spans()
+                           if s.instrumentation_scope.name == sc.INSTRUMENTATION_SCOPE]
+        return self._spans
 
 
 class _Ids:
@@ -177,7 +182,6 @@ class Harness:
         proxy = self.wire.proxies[server]
         endpoint = self.wire.endpoint(server)
         proxy.reset()
-        gc.collect()  # what earlier runs left behind must not warn during this one
         telemetry = Telemetry() if instrumented else None
         instrumentors = (OpenAIInstrumentor(), AnthropicInstrumentor())
         if telemetry is not None:
@@ -205,9 +209,18 @@ class Harness:
         return Run(outcome, issued, proxy.exchanges(), telemetry)
 
     def compare(self, scenario: Callable[[Endpoint], Any], server: str = "separate-chunk", *,
-                consumed: bool = True, cancelled: bool = False) -> tuple[Run, Run]:
+                consumed: bool = True, cancelled: bool = False, warm_up: bool = False) -> tuple[Run, Run]:
         """Both runs, and every check of the module docstring. ``consumed=False``: the scenario leaves
-        its streams before their end; ``cancelled``: by cancelling the task that reads them."""
+        its streams before their end; ``cancelled``: by cancelling the task that reads them. ``warm_up``
+        runs the scenario once before, uncompared, for libraries that import modules (and warn) lazily
+        on their first call of a kind."""
+        # What earlier tests left behind must not warn during these runs; then the survivors go to the
+        # permanent generation, so that the collections after each run (which finish abandoned streams)
+        # need not scan the libraries' large module graphs again (unfrozen when the module's wire goes).
+        gc.collect()
+        gc.freeze()
+        if warm_up:
+            self.run(scenario, server, instrumented=False)
         plain = self.run(scenario, server, instrumented=False)
         instrumented = self.run(scenario, server, instrumented=True)
         assert plain.calls, "the scenario made no call"
