@@ -14,9 +14,10 @@ Nothing of the SDK's span is recorded, and the SDK's own propagation still sends
 context in the request headers (as its ``open_telemetry`` option / ``ANTHROPIC_OPEN_TELEMETRY_PROPAGATION``
 say). Calls otel-llm does not instrument (``count_tokens``, batches, models) keep the SDK's spans.
 
-Streamed token counts are recorded only when final: ``message_start`` carries a placeholder output
-count, so usage is set from the cumulative ``message_delta``. A stream the consumer abandons before
-that reports no tokens, as an abandoned OpenAI stream does.
+Streamed token counts are recorded only when final: ``message_start``'s input counts are, its output
+count is a placeholder, so the output is set from the cumulative ``message_delta``. A stream the
+consumer abandons before that reports its input tokens and no output tokens (an abandoned OpenAI
+stream reports none: its usage comes last).
 
 Entry point name ``otel_llm_anthropic`` (the official instrumentation is ``anthropic``).
 """
@@ -228,7 +229,9 @@ def _event_handler(plan: _AnthropicPlan) -> Callable[[Any], bool]:
         elif kind == "message_start":
             message = get(event, "message")
             call.set_response(model=get(message, "model"), response_id=get(message, "id"))
-            _merge_usage(usage, get(message, "usage"))  # its output count is a placeholder: not set yet
+            _merge_usage(usage, get(message, "usage"))
+            # the input counts are final here; the output count is a placeholder until message_delta
+            _set_usage(call, {key: value for key, value in usage.items() if key != "output_tokens"})
         elif kind == "message_delta":
             reason = get(get(event, "delta"), "stop_reason")
             if reason:
