@@ -176,7 +176,8 @@ class LLMCall:
         "_recorder", "_open", "span", "_context", "_metric_attributes", "_start", "_last_chunk",
         "operation", "provider", "request_model", "response_model", "stream", "chunks",
         "input_tokens", "output_tokens", "cache_read_tokens", "cache_creation_tokens",
-        "reasoning_tokens", "cost", "duration", "time_to_first_chunk", "error_type", "_token", "_content", "_pending",
+        "reasoning_tokens", "cost", "duration", "time_to_first_chunk", "error_type", "cancelled", "_token", "_content",
+        "_pending",
         "response_headers",
     )
 
@@ -208,6 +209,7 @@ class LLMCall:
         self.duration: float | None = None
         self.time_to_first_chunk: float | None = None
         self.error_type: str | None = None
+        self.cancelled = False  # the caller stopped it before the end (not an error)
         self._content: dict[str, str] | None = None
         self._pending: dict[str, AttributeValue] = {}  # span attributes set at the end
         self.response_headers: Mapping[str, str] | None = None  # the provider's HTTP response headers
@@ -443,6 +445,7 @@ class LLMCall:
             message = scrub_secrets(str(exc))[:500] if exc is not None else error
             span.set_status(Status(StatusCode.ERROR, message))
         elif cancelled:
+            self.cancelled = True
             usage[sc.CALL_CANCELLED] = True
         if self._content and recorder.capture.on_span:
             usage.update(self._content)

@@ -59,11 +59,13 @@ def value(telemetry: Any, name: str, **attributes: str) -> Any:
 
 def fake_call(provider: str = "openai", model: str = "gpt-4o-mini", *, duration: float = 0.5, error: str | None = None,
               stream: bool = False, ttft: float | None = None, output_tokens: int | None = None,
-              cost: float | None = None, headers: dict[str, str] | None = None) -> SimpleNamespace:
+              cost: float | None = None, headers: dict[str, str] | None = None,
+              cancelled: bool = False) -> SimpleNamespace:
     """What a recorder listener sees of a finished LLMCall (durations are measured, so scripted here)."""
     return SimpleNamespace(provider=provider, operation="chat", request_model=model, response_model=None,
                            stream=stream, duration=duration, time_to_first_chunk=ttft, output_tokens=output_tokens,
-                           input_tokens=None, cost=cost, error_type=error, response_headers=headers, context=None)
+                           input_tokens=None, cost=cost, error_type=error, response_headers=headers, context=None,
+                           cancelled=cancelled)
 
 
 def finish(gateway: Gateway, call: SimpleNamespace) -> None:
@@ -95,12 +97,13 @@ def test_health_score_over_a_sliding_window(telemetry, clock):
         finish(gateway, fake_call(error="InternalServerError"))
     finish(gateway, fake_call(error="BadRequestError"))  # the caller's fault: not counted
     finish(gateway, fake_call(error="AuthenticationError"))  # the key's fault: not counted
+    finish(gateway, fake_call(duration=9.0, cancelled=True))  # the caller gave up before any answer: not counted
     # success 8/10, fast 6/8: 0.8 x (1 - 0.5 + 0.5 x 0.75)
     assert value(telemetry, "llm.gateway.provider.health", gen_ai__provider__name="openai") == pytest.approx(0.7)
 
     clock.t = 1030.0  # streams are judged by time to first chunk, not duration
     finish(gateway, fake_call(stream=True, duration=3.0, ttft=0.4))
-    finish(gateway, fake_call(stream=True, duration=3.0, ttft=0.9))
+    finish(gateway, fake_call(stream=True, duration=3.0, ttft=0.9, cancelled=True))  # left after a chunk: counts
     assert value(telemetry, "llm.gateway.provider.health", gen_ai__provider__name="openai") == pytest.approx(
         10 / 12 * (0.5 + 0.5 * 7 / 10))
 
@@ -387,18 +390,19 @@ def test_in_flight_and_streams_scripted(telemetry, clock):
     gateway = make_gateway(telemetry, clock)
     first = fake_call(stream=True, duration=2.5, ttft=0.5, output_tokens=100)
     second = fake_call(stream=True, error="APIConnectionError")
+    left = fake_call(stream=True, duration=1.0, ttft=0.5, cancelled=True)  # the consumer stopped reading
     plain = fake_call(provider="anthropic", model="claude-haiku-4-5")
-    for call in (first, second, plain):
+    for call in (first, second, left, plain):
         gateway._on_start(call)
     active = lambda name: {dict(k)["gen_ai.provider.name"]: v for k, v in values(telemetry, name).items()}  # noqa: E731
-    assert active("llm.client.active_requests") == {"openai": 2, "anthropic": 1}
-    assert active("llm.client.active_streams") == {"openai": 2}
-    for call in (first, second, plain):
+    assert active("llm.client.active_requests") == {"openai": 3, "anthropic": 1}
+    assert active("llm.client.active_streams") == {"openai": 3}
+    for call in (first, second, left, plain):
         gateway._on_end(call)
     assert active("llm.client.active_requests") == {"openai": 0, "anthropic": 0}
     assert active("llm.client.active_streams") == {"openai": 0}
     assert {dict(k)["llm.stream.outcome"]: v for k, v in values(telemetry, "llm.client.streams").items()} == {
-        "completed": 1, "failed": 1}
+        "completed": 1, "cancelled": 1, "failed": 1}
     # 100 output tokens in 2.5 s - 0.5 s to the first chunk = 50 tokens/s
     assert values(telemetry, "llm.client.stream.output_tokens_per_second") == {
         (("gen_ai.provider.name", "openai"), ("gen_ai.request.model", "gpt-4o-mini")): (1, 50.0)}

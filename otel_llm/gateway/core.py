@@ -190,7 +190,7 @@ class Gateway:
 
     def _record_stream(self, call: LLMCall, outcome: str) -> None:
         failed = call.error_type is not None
-        key = (call.provider, "failed" if failed else "completed")
+        key = (call.provider, "failed" if failed else "cancelled" if getattr(call, "cancelled", False) else "completed")
         with self._lock:
             self._stream_counts[key] = self._stream_counts.get(key, 0) + 1
         if failed or not call.output_tokens or not call.duration:

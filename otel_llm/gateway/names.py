@@ -35,7 +35,7 @@ ROTATION_REASONS = ("scheduled", "invalid", "rate_limited", "manual")
 VALIDATION_RESULTS = ("valid", "invalid", "error")
 RATE_LIMIT_KINDS = ("requests", "tokens", "input_tokens", "output_tokens")
 ANOMALY_TYPES = ("latency", "error_rate", "cost")
-STREAM_OUTCOMES = ("completed", "failed")
+STREAM_OUTCOMES = ("completed", "cancelled", "failed")  # cancelled: the consumer stopped it first
 
 OTHER_MODEL = "_other"  # request models beyond the per-provider cap are counted under this name
 

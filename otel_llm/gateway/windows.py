@@ -19,14 +19,17 @@ OK, FAILED, IGNORED = "ok", "failed", "ignored"
 def classify(call: Any, config: GatewayConfig) -> tuple[str, float | None]:
     """(outcome, normalised latency) of a finished call.
 
-    ``failed``: any error that is not a client error; ``ignored``: a client error (400, 401, 404,
-    cancelled ...: not the provider's fault); ``ok`` otherwise. The normalised latency of a successful
+    ``failed``: any error that is not a client error; ``ignored``: a client error (400, 401, 404 ...:
+    not the provider's fault), or a call its caller cancelled before anything came back; ``ok``
+    otherwise (a stream its caller left after the first chunk included). The normalised latency of a successful
     call is its time to first chunk over ``ttft_objective`` for streams that produced a chunk, else its
     duration over ``latency_objective``: <= 1 means within the objective.
     """
     error = call.error_type
     if error is not None:
         return (IGNORED if error in config.client_error_types else FAILED), None
+    if getattr(call, "cancelled", False) and call.time_to_first_chunk is None:
+        return IGNORED, None
     if call.stream and call.time_to_first_chunk is not None:
         return OK, call.time_to_first_chunk / config.ttft_objective
     return OK, (call.duration or 0.0) / config.latency_objective
