@@ -34,6 +34,11 @@ from otel_llm.demo.upstream import STREAM_USAGE_HEADER, LatencyProfile, Upstream
 from tests.libraries.harness import Harness, Wire  # noqa: E402
 from tests.support.recording_proxy import RecordingProxy  # noqa: E402
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "issue9(point, why): covers what point `point` of issue 9 found broken "
+                                       "(select them with -m issue9)")
+
+
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex
 

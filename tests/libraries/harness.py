@@ -35,6 +35,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from opentelemetry.trace import StatusCode
 
 from otel_llm import semconv as sc
@@ -103,6 +104,11 @@ class Run:
             self._spans = [s for s in self.telemetry.span_exporter.get_finished_spans()
                            if s.instrumentation_scope.name == sc.INSTRUMENTATION_SCOPE]
         return self._spans
+
+
+def covers(point: int, why: str) -> Any:
+    """Marks a test that failed before point ``point`` of issue 9 was fixed, and why (``-m issue9``)."""
+    return pytest.mark.issue9(point, why)
 
 
 class _Ids:

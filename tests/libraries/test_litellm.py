@@ -12,13 +12,17 @@ import litellm
 import pytest
 from pydantic import BaseModel
 
-from tests.libraries.harness import SERVER_MODES, Endpoint
+from tests.libraries.harness import SERVER_MODES, Endpoint, covers
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.xfail(strict=True, reason="issue 9 point 4: LiteLLM calls the openai client's generic post() "
-                                          "for /chat/completions, which is not instrumented (no span)"),
+    covers(4, "LiteLLM calls the openai client's generic post() for /chat/completions, which was not "
+              "instrumented (no span)"),
 ]
+# Its streams: LiteLLM calls parse() on the raw response and drops it, keeping only the stream.
+STREAM_ENDED_EARLY = pytest.mark.xfail(
+    strict=True, reason="issue 9 point 4, streams: the span ends when LiteLLM drops the raw response after "
+                        "parse(), before the first chunk (no response id, model or tokens)")
 
 PROMPT = [{"role": "user", "content": "Say hello there"}]
 WEATHER = [{"role": "user", "content": "What is the weather in Paris?"}]
@@ -92,20 +96,20 @@ def structured(ep):
     return response, city
 
 
-SCENARIOS = {
-    "completion": (plain, True),
-    "stream": (streamed, True),
-    "stream_include_usage": (streamed_usage_asked, True),
-    "stream_include_usage_false": (streamed_usage_refused, True),
-    "stream_abandoned": (abandoned, False),
-    "acompletion": (async_calls, True),
-    "tool_loop": (tool_loop, True),
-    "structured_output": (structured, True),
-}
+SCENARIOS = [  # (name, scenario, streams read to their end, marks)
+    ("completion", plain, True, ()),
+    ("stream", streamed, True, STREAM_ENDED_EARLY),
+    ("stream_include_usage", streamed_usage_asked, True, STREAM_ENDED_EARLY),
+    ("stream_include_usage_false", streamed_usage_refused, True, STREAM_ENDED_EARLY),
+    ("stream_abandoned", abandoned, False, ()),
+    ("acompletion", async_calls, True, STREAM_ENDED_EARLY),
+    ("tool_loop", tool_loop, True, ()),
+    ("structured_output", structured, True, ()),
+]
 
 
 @pytest.mark.parametrize("server", SERVER_MODES)
-@pytest.mark.parametrize("scenario", SCENARIOS.values(), ids=SCENARIOS.keys())
-def test_litellm(harness, scenario, server):
-    run, consumed = scenario
-    harness.compare(run, server, consumed=consumed, warm_up=True)
+@pytest.mark.parametrize("scenario, consumed", [pytest.param(run, consumed, marks=marks, id=name)
+                                                for name, run, consumed, marks in SCENARIOS])
+def test_litellm(harness, scenario, consumed, server):
+    harness.compare(scenario, server, consumed=consumed, warm_up=True)

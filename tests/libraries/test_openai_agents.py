@@ -21,7 +21,7 @@ from agents import (
 )
 from pydantic import BaseModel
 
-from tests.libraries.harness import SERVER_MODES, Endpoint
+from tests.libraries.harness import SERVER_MODES, Endpoint, covers
 
 pytestmark = pytest.mark.slow
 
@@ -127,14 +127,10 @@ def cancelled(model, **settings):
     return scenario
 
 
-def xfail(point: int, why: str):
-    return pytest.mark.xfail(strict=True, reason=f"issue 9 point {point}: {why}")
-
-
-LEAK = xfail(1, "usage asked for on the caller's behalf reaches the caller when the server puts it on the "
-                "last chunk with choices (the run's usage accounting changes)")
-REWRITTEN = xfail(1, "an explicit ModelSettings(include_usage=False) is rewritten to include_usage=True on the wire")
-CANCEL_IS_ERROR = xfail(6, "RunResultStreaming.cancel() ends the span with ERROR / error.type=CancelledError")
+LEAK = covers(1, "usage asked for on the caller's behalf reached the caller when the server puts it on the "
+                "last chunk with choices (the run's usage accounting changed)")
+EXPLICIT_CHOICE = covers(1, "an explicit ModelSettings(include_usage=False) was rewritten to include_usage=True on the wire")
+CANCEL = covers(6, "RunResultStreaming.cancel() ended the span with ERROR / error.type=CancelledError")
 
 
 # -- Chat Completions model ---------------------------------------------------------------------
@@ -157,13 +153,13 @@ def test_chat_completions_model_run_streamed_include_usage(harness, server):
     harness.compare(streamed(chat_model, include_usage=True), server)
 
 
-@REWRITTEN
+@EXPLICIT_CHOICE
 @pytest.mark.parametrize("server", SERVER_MODES)
 def test_chat_completions_model_include_usage_false_is_respected(harness, server):
     harness.compare(streamed(chat_model, include_usage=False), server)
 
 
-@CANCEL_IS_ERROR
+@CANCEL
 @pytest.mark.parametrize("server", SERVER_MODES)
 def test_chat_completions_model_run_streamed_cancelled(paced_harness, server):
     paced_harness.compare(cancelled(chat_model), server, consumed=False, cancelled=True)
@@ -180,6 +176,6 @@ def test_responses_model_run_streamed(harness):
     harness.compare(streamed(responses_model))
 
 
-@CANCEL_IS_ERROR
+@CANCEL
 def test_responses_model_run_streamed_cancelled(paced_harness):
     paced_harness.compare(cancelled(responses_model), consumed=False, cancelled=True)

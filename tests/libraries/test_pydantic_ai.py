@@ -19,7 +19,7 @@ from pydantic_ai.models.openai import OpenAIChatModel
 from pydantic_ai.providers.anthropic import AnthropicProvider
 from pydantic_ai.providers.openai import OpenAIProvider
 
-from tests.libraries.harness import SERVER_MODES, Endpoint
+from tests.libraries.harness import SERVER_MODES, Endpoint, covers
 
 pytestmark = pytest.mark.slow
 
@@ -140,14 +140,12 @@ def test_openai_model_stream_abandoned(harness, server):
     harness.compare(abandoned(openai_model), server, consumed=True)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 point 3: pydantic-ai calls client.beta.messages.create, "
-                                       "which is not instrumented (no span)")
+@covers(3, "pydantic-ai calls client.beta.messages.create, which was not instrumented (no span)")
 @pytest.mark.parametrize("scenario", SCENARIOS.values(), ids=SCENARIOS.keys())
 def test_anthropic_model(harness, scenario):
     harness.compare(scenario(anthropic_model))
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 point 3: pydantic-ai calls client.beta.messages.create, "
-                                       "which is not instrumented (no span)")
+@covers(3, "pydantic-ai calls client.beta.messages.create, which was not instrumented (no span)")
 def test_anthropic_model_stream_abandoned(harness):
     harness.compare(abandoned(anthropic_model), consumed=True)
