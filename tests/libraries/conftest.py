@@ -24,15 +24,13 @@ os.environ["OPENAI_AGENTS_DISABLE_TRACING"] = "1"
 # LangSmith tracing (LangChain) stays off.
 os.environ["LANGSMITH_TRACING"] = "false"
 os.environ["LANGCHAIN_TRACING_V2"] = "false"
-# Neither SDK may pick up real credentials or endpoints from the environment.
-for _name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL"):
-    os.environ.pop(_name, None)
 
 pytest.register_assert_rewrite("tests.libraries.harness")  # its asserts explain their failures
 
 from otel_llm.demo.upstream import STREAM_USAGE_HEADER, LatencyProfile, UpstreamSimulator  # noqa: E402
 from tests.libraries.harness import Harness, Wire  # noqa: E402
 from tests.support.recording_proxy import RecordingProxy  # noqa: E402
+
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "issue9(point, why): covers what point `point` of issue 9 found broken "
@@ -67,9 +65,12 @@ def _guarded_connect_ex(self: socket.socket, address: object) -> int:
 
 @pytest.fixture(autouse=True)
 def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A library that phones home or downloads fails the test instead of reaching the network."""
+    """A library that phones home or downloads fails the test instead of reaching the network; no SDK
+    picks up real credentials or endpoints from the environment."""
     monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
     monkeypatch.setattr(socket.socket, "connect_ex", _guarded_connect_ex)
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
 
 
 def _wire(latency: LatencyProfile) -> Iterator[Wire]:
