@@ -132,3 +132,61 @@ ENV_CONTENT_REDACT = "OTEL_LLM_CONTENT_REDACT"
 ENV_CONTENT_REDACT_REGEX = "OTEL_LLM_CONTENT_REDACT_REGEX"
 ENV_CONTENT_MAX_LENGTH = "OTEL_LLM_CONTENT_MAX_LENGTH"
 ENV_METRIC_MAX_VALUES = "OTEL_LLM_METRIC_MAX_VALUES"
+
+# --- Server side (otel_llm.server): services that serve an OpenAI- or Anthropic-compatible API ---
+# The conventions' model-server metrics (semantic-conventions-genai, docs/gen-ai/gen-ai-metrics.md).
+METRIC_SERVER_REQUEST_DURATION = (
+    "gen_ai.server.request.duration",
+    "s",
+    "Generative AI server request duration such as time-to-last byte or last output token.",
+)
+METRIC_SERVER_TIME_TO_FIRST_TOKEN = (
+    "gen_ai.server.time_to_first_token",
+    "s",
+    "Time to generate first token for successful responses.",
+)
+METRIC_SERVER_TIME_PER_OUTPUT_TOKEN = (
+    "gen_ai.server.time_per_output_token",
+    "s",
+    "Time per output token generated after the first token for successful responses.",
+)
+SERVER_DURATION_BUCKETS = DURATION_BUCKETS
+SERVER_TTFT_BUCKETS = (
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+)
+SERVER_TPOT_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5)
+# The conventions define no server-side token metric: ours, shaped like gen_ai.client.token.usage.
+METRIC_SERVER_TOKEN_USAGE = (
+    "llm.server.token.usage",
+    "{token}",
+    "Input and output tokens of the requests served, by gen_ai.token.type, as the response's usage reports them.",
+)
+METRIC_SERVER_ACTIVE_REQUESTS = (
+    "llm.server.active_requests",
+    "{request}",
+    "LLM API requests being served (request received, response not finished).",
+)
+METRIC_SERVER_ACTIVE_STREAMS = (
+    "llm.server.active_streams",
+    "{stream}",
+    "Streamed (SSE) LLM API responses being sent.",
+)
+METRIC_SERVER_STREAMS = (
+    "llm.server.streams",
+    "{stream}",
+    "Finished streamed responses by llm.stream.outcome (completed, cancelled, failed).",
+)
+METRIC_SERVER_COST = (
+    "llm.server.cost",
+    "{USD}",
+    "Cost of the requests served in US dollars, from the price table (unpriced models add nothing).",
+)
+HTTP_ROUTE = "http.route"
+STREAM_OUTCOME = "llm.stream.outcome"
+SERVER_STREAM_OUTCOMES = ("completed", "cancelled", "failed")
+# A request the client abandoned (disconnect, cancelled task) before the response ended: not an error.
+SERVER_REQUEST_CANCELLED = "llm.server.request.cancelled"
+ENV_SERVER_INSTRUMENTATION = "OTEL_LLM_SERVER_INSTRUMENTATION"
+ENV_SERVER_PREFIXES = "OTEL_LLM_SERVER_PREFIXES"
+HTTP_REQUEST_METHOD = "http.request.method"
+HTTP_RESPONSE_STATUS_CODE = "http.response.status_code"
