@@ -95,6 +95,15 @@ def structured(model, **options):
     return scenario
 
 
+def structured_streamed(model):
+    """``with_structured_output(...).stream()``: ChatOpenAI goes through ``beta.chat.completions.stream``."""
+    def scenario(ep):
+        parts = list(model(ep).with_structured_output(City, method="json_schema").stream("Name a big city"))
+        assert parts and isinstance(parts[-1], City)
+        return parts
+    return scenario
+
+
 def cancelled_task(model):
     """The consumer's task is cancelled while it reads a stream (after the first chunk)."""
     async def scenario(ep):
@@ -158,6 +167,11 @@ def test_chat_openai_tool_loop(harness, server):
 @pytest.mark.parametrize("method", ["json_schema", "function_calling"])
 def test_chat_openai_structured_output(harness, server, method):
     harness.compare(structured(openai_model, method=method), server)
+
+
+@pytest.mark.parametrize("server", SERVER_MODES)
+def test_chat_openai_structured_output_streamed(harness, server):
+    harness.compare(structured_streamed(openai_model), server)
 
 
 @pytest.mark.parametrize("server", SERVER_MODES)
