@@ -247,6 +247,8 @@ class Jaeger:
                 "jaeger_storage": {"backends": {"memstore": {"memory": {"max_traces": self.max_traces}}}},
                 "jaeger_query": {
                     "storage": {"traces": "memstore"},
+                    # Its own query spans would go by OTLP to localhost:4317: the collector under test.
+                    "enable_tracing": False,
                     "http": {"endpoint": listen["query_http"]},
                     "grpc": {"endpoint": listen["query_grpc"]},
                 },
@@ -271,6 +273,7 @@ class Jaeger:
                 self._process = subprocess.Popen(
                     [binary, f"--config={config_path}"], stdout=log, stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL, cwd=self._tmp,
+                    env={k: v for k, v in os.environ.items() if not k.startswith("OTEL_")},
                 )
             last_error = self._wait_ready()
             if not last_error:
