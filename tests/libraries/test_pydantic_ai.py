@@ -131,13 +131,14 @@ def test_openai_model_native_structured_output(harness, server):
     harness.compare(structured(openai_model, NativeOutput(City)), server)
 
 
-# Leaving ``run_stream`` early does not leave the model's stream: pydantic-ai reads it to its end (the
-# span gets the final usage, in both server modes), so the stream counts as consumed.
+# Leaving ``run_stream`` early: pydantic-ai cancels its in-flight pull of the model's stream and closes
+# it, unless it had already read it to the end; which one depends on timing (under load it differs), so
+# the span's counts must be either the final ones or those of a stream left early.
 
 
 @pytest.mark.parametrize("server", SERVER_MODES)
 def test_openai_model_stream_abandoned(harness, server):
-    harness.compare(abandoned(openai_model), server, consumed=True)
+    harness.compare(abandoned(openai_model), server, consumed=None)
 
 
 @covers(3, "pydantic-ai calls client.beta.messages.create, which was not instrumented (no span)")
@@ -148,4 +149,4 @@ def test_anthropic_model(harness, scenario):
 
 @covers(3, "pydantic-ai calls client.beta.messages.create, which was not instrumented (no span)")
 def test_anthropic_model_stream_abandoned(harness):
-    harness.compare(abandoned(anthropic_model), consumed=True)
+    harness.compare(abandoned(anthropic_model), consumed=None)
