@@ -23,6 +23,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -94,9 +95,45 @@ class Pipeline:
     summaries: dict[str, dict[str, Any]] = field(default_factory=dict)  # role -> otel-llm traffic --json
     canary_trace_ids: list[str] = field(default_factory=list)
     driver_trace_ids: list[str] = field(default_factory=list)
+    command: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    collector: subprocess.Popen[bytes] | None = None
 
     def log(self) -> str:
         return self.collector_log.read_text(errors="replace")[-4000:] if self.collector_log.exists() else ""
+
+    def start_collector(self, timeout: float = 60.0) -> None:
+        """Start otelcol-llm on the shipped config; return once its health_check answers 200."""
+        with open(self.collector_log, "ab") as out:
+            self.collector = subprocess.Popen(self.command, env=self.env, cwd=self.collector_log.parent, stdout=out,
+                                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.collector.poll() is not None:
+                pytest.fail(f"otelcol-llm exited with {self.collector.returncode}:\n{self.log()}")
+            try:
+                with urllib.request.urlopen("http://127.0.0.1:13133/", timeout=1) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"otelcol-llm health_check not ready in {timeout}s:\n{self.log()}")
+            time.sleep(0.2)
+
+    def stop_collector(self, kill: bool = False) -> None:
+        collector, self.collector = self.collector, None
+        if collector is None or collector.poll() is not None:
+            return
+        if kill:
+            collector.kill()
+        else:
+            collector.terminate()
+        try:
+            collector.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            collector.kill()
+            collector.wait()
 
     def both(self) -> list[tuple[str, Prometheus3]]:
         return [("suffixes", self.suffixes), ("plain", self.plain)]
@@ -119,11 +156,13 @@ def _wait(what: str, probe: Callable[[], Any], pipeline: Pipeline, timeout: floa
         time.sleep(0.5)
 
 
-def _traffic(service: str, endpoint: str, protocol: str, seed: int, extra_env: dict[str, str]) -> subprocess.Popen[str]:
+def _traffic(service: str, endpoint: str, protocol: str, seed: int, extra_env: dict[str, str],
+             plan: tuple[str, ...] = ("--count", str(CALLS_PER_SERVICE), "--rate", "200"),
+             error_share: float = ERROR_SHARE) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     env.update({"OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "SPAN_ONLY", **extra_env})
-    command = [sys.executable, "-m", "otel_llm.cli", "traffic", "--count", str(CALLS_PER_SERVICE), "--rate", "200",
-               "--concurrency", "8", "--seed", str(seed), "--error-share", str(ERROR_SHARE), "--stream-share", "0.3",
+    command = [sys.executable, "-m", "otel_llm.cli", "traffic", *plan,
+               "--concurrency", "8", "--seed", str(seed), "--error-share", str(error_share), "--stream-share", "0.3",
                "--otlp-endpoint", endpoint, "--otlp-protocol", protocol, "--service-name", service,
                "--json", "--no-progress"]
     return subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -199,34 +238,15 @@ def pipeline() -> Iterator[Pipeline]:
                 "LOKI_OTLP_ENDPOINT": logs.http_endpoint,
                 "DEPLOYMENT_ENVIRONMENT": "pipeline-test",
             })
-            collector_log = tmp / "otelcol.log"
-            with open(collector_log, "wb") as out:
-                collector = subprocess.Popen([binary, f"--config={CONFIG}"], env=env, cwd=tmp, stdout=out,
-                                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-            result = Pipeline(suffixes, plain, jaeger, logs, fanout, collector_log, uuid.uuid4().hex[:8])
+            result = Pipeline(suffixes, plain, jaeger, logs, fanout, tmp / "otelcol.log", uuid.uuid4().hex[:8],
+                              command=[binary, f"--config={CONFIG}"], env=env)
             try:
-                deadline = time.monotonic() + 60
-                while True:
-                    if collector.poll() is not None:
-                        pytest.fail(f"otelcol-llm exited with {collector.returncode}:\n{result.log()}")
-                    try:
-                        with urllib.request.urlopen("http://127.0.0.1:13133/", timeout=1) as response:
-                            if response.status == 200:
-                                break
-                    except (urllib.error.URLError, OSError):
-                        pass
-                    if time.monotonic() > deadline:
-                        pytest.fail(f"otelcol-llm health_check not ready in 60s:\n{result.log()}")
-                    time.sleep(0.2)
+                result.start_collector()
                 _drive(result)
                 yield result
             finally:
-                collector.terminate()
-                try:
-                    collector.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    collector.kill()
-                    collector.wait()
+                result.stop_collector()
+                shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _drive(pipeline: Pipeline) -> None:
@@ -458,3 +478,50 @@ def test_logs_arrive_with_trace_ids_and_without_content(pipeline: Pipeline) -> N
     assert events, "no content event arrived (the driver captures SPAN_AND_EVENT)"
     assert all("gen_ai.input.messages" not in r["attributes"] for r in events)
     assert any(r["resource"].get("deployment.environment.name") == "pipeline-test" for r in found)
+
+
+# ------------------------------------------------------------------------------------------ faults
+
+
+def test_collector_killed_mid_traffic_and_restarted(pipeline: Pipeline) -> None:
+    """SIGKILL mid-traffic, 15 s down, restarted: the app's calls are unaffected, every span is either
+    delivered or counted as lost (and the count arrives through the restarted collector), cumulative metrics
+    catch up completely, and traces flow again. Last in this module: it replaces the collector."""
+    service = f"pipe-fault-{pipeline.run}"
+    traffic = _traffic(service, "http://127.0.0.1:4317", "grpc", 13, {"OTEL_METRIC_EXPORT_INTERVAL": "2000"},
+                       plan=("--duration", "35", "--rate", "20"), error_share=0.0)
+    time.sleep(8)
+    pipeline.stop_collector(kill=True)  # no flush: what it held in its batches and sampling buffers is gone
+    time.sleep(15)  # longer than the SDK exporters' retry window (10 s)
+    pipeline.start_collector()
+    restarted_at = time.time()
+    out, err = traffic.communicate(timeout=180)
+    assert traffic.returncode == 0, err[-3000:]
+    summary = json.loads(out)
+
+    # the application did not notice
+    assert summary["unexpected_failures"] == 0 and summary["failed"] == 0, summary
+    assert summary["succeeded"] == summary["sent"] == summary["recorded_calls"]
+    # every span delivered or counted as lost
+    telemetry = summary["telemetry"]
+    dropped = sum(telemetry["spans_dropped"].values())
+    assert telemetry["spans_exported"] + dropped == summary["recorded_calls"], telemetry
+    assert dropped > 0, f"a 15 s outage cost no span? {telemetry}"
+    print(f"collector outage: {summary['sent']} calls, {telemetry['spans_exported']} spans delivered, lost {telemetry['spans_dropped']}")
+    sent = summary["sent"]
+    for scheme, prom in pipeline.both():
+        base = "gen_ai_client_operation_duration" + ("_seconds" if scheme == "suffixes" else "")
+        lost = "otel_llm_spans_dropped" + ("_total" if scheme == "suffixes" else "")
+        # cumulative temporality: the first export after the outage carries everything missed
+        _wait(f"{base}_count of {service} = {sent} ({scheme})",
+              lambda prom=prom, base=base: (r := prom.query(f'sum({base}_count{{job="{service}"}})'))
+              and float(r[0]["value"][1]) == sent, pipeline)
+        # the app's own count of lost spans arrives too
+        _wait(f"{lost} of {service} = {dropped} ({scheme})",
+              lambda prom=prom, lost=lost: (r := prom.query(f'sum({lost}{{job="{service}"}})'))
+              and float(r[0]["value"][1]) == dropped, pipeline)
+    # traces flow again: spans started after the restart are in the trace store
+    after = _wait("traces started after the restart",
+                  lambda: [t for t in pipeline.jaeger.find_traces(service, limit=5000)
+                           if min(s["startTime"] for s in t["spans"]) / 1e6 > restarted_at], pipeline)
+    assert after
