@@ -214,6 +214,19 @@ def run_check_command(args: argparse.Namespace) -> int:
     return run_check(options)[0]
 
 
+def _demo_upstream(sim: Any) -> Any:
+    """The simulator served by uvicorn with the server-side middleware around it, when the demo extra
+    (uvicorn, starlette) is there; else the plain simulator (client side only)."""
+    try:
+        import uvicorn  # noqa: F401
+
+        from .demo.upstream._asgi import ASGIUpstream
+        from .server import LLMServerMiddleware
+    except ImportError:
+        return sim
+    return ASGIUpstream(sim, wrap=LLMServerMiddleware)
+
+
 def run_demo(args: argparse.Namespace) -> int:
     from .demo.summary import LiveSummary
     from .demo.upstream import LatencyProfile, UpstreamSimulator
@@ -229,13 +242,6 @@ def run_demo(args: argparse.Namespace) -> int:
     otlp_endpoint = args.otlp_endpoint or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
     exporters = "otlp" if otlp_endpoint else "none"
     latency = LatencyProfile() if args.fast else LatencyProfile.realistic()
-    upstream = UpstreamSimulator(port=args.upstream_port, latency=latency, error_rate=args.error_rate, seed=args.seed)
-    try:
-        upstream.start()
-    except OSError as exc:
-        print(f"error: cannot start the upstream simulator on port {args.upstream_port}: {exc.strerror}; "
-              f"pick another --upstream-port (0 picks a free one)", file=sys.stderr)
-        return 2
     try:
         telemetry = configure(
             os.environ.get("OTEL_SERVICE_NAME") or "otel-llm-demo",
@@ -246,8 +252,17 @@ def run_demo(args: argparse.Namespace) -> int:
             prometheus_port=args.metrics_port,
         )
     except ConfigError as exc:
-        upstream.stop()
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    # Both sides of every call: the simulator answers through LLMServerMiddleware (under uvicorn).
+    upstream = _demo_upstream(UpstreamSimulator(port=args.upstream_port, latency=latency, error_rate=args.error_rate,
+                                                seed=args.seed))
+    try:
+        upstream.start()
+    except OSError as exc:
+        telemetry.shutdown()
+        print(f"error: cannot start the upstream simulator on port {args.upstream_port}: {exc.strerror}; "
+              f"pick another --upstream-port (0 picks a free one)", file=sys.stderr)
         return 2
 
     summary = LiveSummary(window=10.0)
@@ -274,7 +289,8 @@ def run_demo(args: argparse.Namespace) -> int:
             return 2
 
     print("otel-llm demo", flush=True)
-    print(f"  upstream (OpenAI-compatible simulator)  {upstream.base_url}")
+    served = " (ASGI, server-side telemetry)" if upstream is not getattr(upstream, "sim", upstream) else ""
+    print(f"  upstream (OpenAI-compatible simulator)  {upstream.base_url}{served}")
     print(f"  Prometheus metrics                      {telemetry.prometheus_url}")
     if otlp_endpoint:
         print(f"  OTLP push ({telemetry.otlp_protocol})                   {otlp_endpoint}")

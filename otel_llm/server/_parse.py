@@ -42,13 +42,14 @@ def _str(value: Any, limit: int = 256) -> str | None:
 
 
 def error_type_of(body: Any) -> str | None:
-    """The provider-style error type of an error body or event: OpenAI ``{"error": {"type", "code"}}``,
-    Anthropic ``{"type": "error", "error": {"type"}}``; None when there is none fit for a metric."""
+    """The provider-style error type of an error body or event: OpenAI ``{"error": {"code", "type"}}``
+    (the code when there is one: the conventions ask for the provider's error code), Anthropic
+    ``{"type": "error", "error": {"type"}}``; None when there is none fit for a metric."""
     if not isinstance(body, dict):
         return None
     error = body.get("error")
     if isinstance(error, dict):
-        for key in ("type", "code"):
+        for key in ("code", "type"):
             value = error.get(key)
             if type(value) is str and _ERROR_TYPE_RE.fullmatch(value):
                 return value
