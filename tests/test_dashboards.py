@@ -43,6 +43,11 @@ SUFFIXED_METRICS = {
     "llm_client_streams": "_total",
     "llm_gateway_provider_health": "_ratio",
     "llm_gateway_model_availability": "_ratio",
+    "gen_ai_server_request_duration": "_seconds",
+    "gen_ai_server_time_to_first_token": "_seconds",
+    "gen_ai_server_time_per_output_token": "_seconds",
+    "llm_server_cost": "_total",
+    "llm_server_streams": "_total",
 }
 
 
