@@ -68,6 +68,7 @@ footer { padding:8px 20px 20px; color:var(--muted); font-size:12px; } footer a {
 <section class="panel"><h2>Providers</h2><table id="providers"></table></section>
 <section class="panel"><h2>Models</h2><table id="models"></table></section>
 <section class="panel"><h2>API key pools</h2><table id="pools"></table></section>
+<section class="panel"><h2>Served (server side: requests this service answered)</h2><table id="served"></table></section>
 </main>
 <footer><a href="metrics">metrics</a><a href="metrics/providers">metrics/providers</a><a href="summary">summary (JSON)</a>
 <a href="metrics.csv">CSV</a><a href="catalog">catalog</a><a href="health/detailed">health</a>
@@ -198,6 +199,13 @@ function renderTables(s) {
   table("pools", [["Group"], ["Active", "num"], ["Invalid", "num"], ["Keys (ids, never the keys)"]],
     s.key_pools.map((p) => [[p.group], [num(p.active, 0), "num"], [num(p.invalid, 0), p.invalid ? "num invalid" : "num"],
       [el("span", {}, ...(p.keys || []).flatMap((k) => [el("span", {class: k.state}, k.id), " "]))]]));
+  table("served", [["Route"], ["Model"], ["Requests", "num"], ["Req/s", "num"], ["Errors", "num"], ["Error types"],
+                   ["TTFT p95", "num"], ["Time/token p95", "num"], ["Tokens out/s", "num"], ["Streams now", "num"]],
+    (s.served || []).map((r) => [[r.route], [r.model || dash], [num(r.requests, 0), "num"],
+      [num(r.requests_per_second, 2), "num"], [pct(r.error_rate), "num"],
+      [Object.entries(r.error_types || {}).map(([k, v]) => `${k} ${v}`).join(" \u00b7 ") || dash],
+      [dur(r.ttft_p95), "num"], [dur(r.time_per_output_token_p95), "num"], [num(r.output_tokens_per_second, 1), "num"],
+      [num(r.active_streams, 0), "num"]]));
 }
 
 async function refresh() {

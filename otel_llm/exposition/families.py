@@ -24,16 +24,19 @@ _LLM = re.compile(r"^(gen_ai_|llm_)")
 CATEGORY_PATTERNS: dict[str, re.Pattern[str]] = {
     "providers": re.compile(r"^(llm_gateway_(provider_|circuit_breaker_|rate_limit_|key_pool_|anomalies)"
                             r"|llm_client_active_requests)"),
-    "models": re.compile(r"^(gen_ai_client_|llm_gateway_model_|llm_client_cost|llm_client_stream_output)"),
-    "business": re.compile(r"^(llm_client_cost|gen_ai_client_token_usage|llm_gateway_key_pool_)"),
+    "models": re.compile(r"^(gen_ai_client_|llm_gateway_model_|llm_client_cost|llm_client_stream_output"
+                         r"|gen_ai_server_|llm_server_(token_usage|cost))"),
+    "business": re.compile(r"^(llm_client_cost|gen_ai_client_token_usage|llm_gateway_key_pool_"
+                           r"|llm_server_(cost|token_usage))"),
     "performance": re.compile(r"^(gen_ai_client_operation_|llm_client_(active_|stream)|llm_gateway_anomalies"
-                              r"|llm_gateway_provider_health|http_server_)"),
+                              r"|llm_gateway_provider_health|http_server_|gen_ai_server_|llm_server_(active_|streams))"),
 }
 CATEGORIES = ("system", *CATEGORY_PATTERNS)
 CATEGORY_MEANINGS = {
     "system": "process, runtime, HTTP server and SDK metrics (everything that is not an LLM metric)",
     "providers": "provider health, circuit breakers, rate limits, key pools, anomalies, calls in flight",
-    "models": "per-model GenAI client metrics: latency, tokens, time to first chunk, cost, availability",
+    "models": "per-model GenAI client metrics (latency, tokens, time to first chunk, cost, availability) and "
+              "the server side's (requests served, time to first token, time per output token, tokens, cost)",
     "business": "tokens, cost and key pools",
     "performance": "latency, time to first chunk, calls in flight, streams, anomalies, health",
 }
@@ -207,12 +210,31 @@ def _known() -> list[KnownMetric]:
                     "gen_ai_client_operation_time_per_output_chunk_seconds"),
         KnownMetric(sc.METRIC_COST[0], "counter", sc.METRIC_COST[1], sc.METRIC_COST[2], common, "llm_client_cost"),
     ]
+    served = (sc.OPERATION_NAME, sc.PROVIDER_NAME, sc.HTTP_ROUTE, sc.REQUEST_MODEL, sc.RESPONSE_MODEL)
+    server = [
+        KnownMetric(sc.METRIC_SERVER_REQUEST_DURATION[0], "histogram", "s", sc.METRIC_SERVER_REQUEST_DURATION[2],
+                    (*served, sc.ERROR_TYPE), "gen_ai_server_request_duration_seconds"),
+        KnownMetric(sc.METRIC_SERVER_TIME_TO_FIRST_TOKEN[0], "histogram", "s",
+                    sc.METRIC_SERVER_TIME_TO_FIRST_TOKEN[2], served, "gen_ai_server_time_to_first_token_seconds"),
+        KnownMetric(sc.METRIC_SERVER_TIME_PER_OUTPUT_TOKEN[0], "histogram", "s",
+                    sc.METRIC_SERVER_TIME_PER_OUTPUT_TOKEN[2], served, "gen_ai_server_time_per_output_token_seconds"),
+        KnownMetric(sc.METRIC_SERVER_TOKEN_USAGE[0], "histogram", "{token}", sc.METRIC_SERVER_TOKEN_USAGE[2],
+                    (*served, sc.TOKEN_TYPE), "llm_server_token_usage"),
+        KnownMetric(sc.METRIC_SERVER_ACTIVE_REQUESTS[0], "updowncounter", sc.METRIC_SERVER_ACTIVE_REQUESTS[1],
+                    sc.METRIC_SERVER_ACTIVE_REQUESTS[2], served[:3], "llm_server_active_requests"),
+        KnownMetric(sc.METRIC_SERVER_ACTIVE_STREAMS[0], "updowncounter", sc.METRIC_SERVER_ACTIVE_STREAMS[1],
+                    sc.METRIC_SERVER_ACTIVE_STREAMS[2], served[:4], "llm_server_active_streams"),
+        KnownMetric(sc.METRIC_SERVER_STREAMS[0], "counter", sc.METRIC_SERVER_STREAMS[1], sc.METRIC_SERVER_STREAMS[2],
+                    (*served[:3], sc.STREAM_OUTCOME), "llm_server_streams"),
+        KnownMetric(sc.METRIC_SERVER_COST[0], "counter", sc.METRIC_SERVER_COST[1], sc.METRIC_SERVER_COST[2], served,
+                    "llm_server_cost"),
+    ]
     gateway = [
         KnownMetric(m.name, m.instrument, m.unit, m.description, m.attributes,
                     m.exposition_name.removesuffix("_total"))
         for m in gw.METRICS
     ]
-    return recorder + gateway
+    return recorder + server + gateway
 
 
 KNOWN_METRICS = _known()

@@ -24,6 +24,13 @@ _DURATION = "gen_ai_client_operation_duration_seconds"
 _TTFT = "gen_ai_client_operation_time_to_first_chunk_seconds"
 _TOKENS = "gen_ai_client_token_usage"
 _COST = "llm_client_cost"
+# The server side (otel_llm.server), per (http_route, requested model).
+ROUTE = "http_route"
+_SERVER_DURATION = "gen_ai_server_request_duration_seconds"
+_SERVER_TTFT = "gen_ai_server_time_to_first_token_seconds"
+_SERVER_TPOT = "gen_ai_server_time_per_output_token_seconds"
+_SERVER_TOKENS = "llm_server_token_usage"
+_SERVER_STREAMS = "llm_server_active_streams"
 _BREAKER_NAMES = {v: k for k, v in gw.BREAKER_STATE_VALUE.items()}
 
 Key = tuple[str, str]
@@ -47,6 +54,13 @@ class Snapshot:
     in_flight: dict[str, float] = field(default_factory=dict)
     streams_active: dict[str, float] = field(default_factory=dict)
     anomalies: dict[Key, float] = field(default_factory=dict)  # (provider, type)
+    # the server side, by (route, model)
+    served: dict[Key, list[float]] = field(default_factory=dict)  # [requests, errors]
+    served_errors: dict[tuple[str, str, str], float] = field(default_factory=dict)  # (route, model, error type)
+    served_ttft: dict[Key, dict[float, float]] = field(default_factory=dict)
+    served_tpot: dict[Key, dict[float, float]] = field(default_factory=dict)
+    served_output_tokens: dict[Key, float] = field(default_factory=dict)
+    served_streams: dict[Key, float] = field(default_factory=dict)
     service: str | None = None
 
 
@@ -95,9 +109,54 @@ def take_snapshot(families: Iterable[Metric], t: float) -> Snapshot:
                 _add(snap.streams_active, provider, value)
             elif name == gw.ANOMALIES.base and sample.name.endswith("_total"):
                 _add(snap.anomalies, (provider, labels.get("llm_anomaly_type", "")), value)
+            elif name.startswith(("gen_ai_server_", "llm_server_")):
+                _take_served(snap, name, sample.name, labels, value)
             elif sample.name == "target_info" and labels.get("service_name"):
                 snap.service = labels["service_name"]
     return snap
+
+
+def _take_served(snap: Snapshot, name: str, sample: str, labels: dict[str, str], value: float) -> None:
+    key = (labels.get(ROUTE, ""), labels.get(MODEL, ""))
+    if name == _SERVER_DURATION and sample.endswith("_count"):
+        entry = snap.served.setdefault(key, [0.0, 0.0])
+        entry[0] += value
+        if labels.get(ERROR):
+            entry[1] += value
+            _add(snap.served_errors, (*key, labels[ERROR]), value)
+    elif name == _SERVER_TTFT and sample.endswith("_bucket"):
+        _add(snap.served_ttft.setdefault(key, {}), float(labels["le"]), value)
+    elif name == _SERVER_TPOT and sample.endswith("_bucket"):
+        _add(snap.served_tpot.setdefault(key, {}), float(labels["le"]), value)
+    elif name == _SERVER_TOKENS and sample.endswith("_sum") and labels.get(TOKEN_TYPE) == "output":
+        _add(snap.served_output_tokens, key, value)
+    elif name == _SERVER_STREAMS:
+        _add(snap.served_streams, key, value)
+
+
+def served(new: Snapshot, old: Snapshot | None) -> list[dict[str, Any]]:
+    """The server side per route and model: totals, and rates and percentiles over the window."""
+    seconds = new.t - old.t if old is not None else None
+    rows = []
+    for key in sorted(set(new.served) | set(new.served_streams)):
+        count, errs = new.served.get(key, [0.0, 0.0])
+        before = old.served.get(key) if old else None
+        window_calls = _delta(count, before[0] if before else None)
+        window_errors = _delta(errs, before[1] if before else None)
+        tokens = _delta(new.served_output_tokens.get(key, 0.0), old.served_output_tokens.get(key) if old else None)
+        rows.append({
+            "route": key[0], "model": key[1], "requests": count, "errors": errs,
+            "requests_per_second": _round(window_calls / seconds) if seconds else None,
+            "error_rate": _round(window_errors / window_calls) if window_calls else None,
+            "error_types": {kind: v for (route, model, kind), v in sorted(new.served_errors.items())
+                            if (route, model) == key},
+            "ttft_p95": _round(quantile(0.95, _diff_buckets(new.served_ttft, old.served_ttft if old else None, {key}))),
+            "time_per_output_token_p95": _round(quantile(
+                0.95, _diff_buckets(new.served_tpot, old.served_tpot if old else None, {key}))),
+            "output_tokens_per_second": _round(tokens / seconds) if seconds else None,
+            "active_streams": new.served_streams.get(key, 0.0),
+        })
+    return rows
 
 
 def quantile(q: float, buckets: dict[float, float]) -> float | None:
@@ -344,6 +403,7 @@ def summary(new: Snapshot, old: Snapshot | None, history: list[Snapshot], health
         "providers": providers,
         "key_pools": list(pools.values()),
         "anomalies": anomalies,
+        "served": served(new, old),
         "health": health,
         "history": points,
         "gateway": gateway,
