@@ -89,6 +89,16 @@ def test_text_completions_are_recorded(instrument, telemetry):
     assert (span.attributes[sc.USAGE_INPUT_TOKENS], span.attributes[sc.USAGE_OUTPUT_TOKENS]) == (3, 1)
 
 
+def test_a_changed_base_url_is_seen(instrument, telemetry, client, upstream):
+    instrument()
+    client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    client.base_url = upstream.base_url.replace("127.0.0.1", "localhost")
+    client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    first, second = llm_spans(telemetry)
+    assert (first.attributes[sc.SERVER_ADDRESS], second.attributes[sc.SERVER_ADDRESS]) == ("127.0.0.1", "localhost")
+    assert first.attributes[sc.SERVER_PORT] == second.attributes[sc.SERVER_PORT] == upstream.port
+
+
 def test_other_paths_pass_through_untouched(instrument, telemetry, client):
     instrument()
     models = client.models.list()

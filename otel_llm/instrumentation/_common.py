@@ -48,6 +48,32 @@ def server_of(url: Any) -> tuple[str | None, int | None]:
     return host, port
 
 
+class Servers:
+    """(host, port, provider) of a client's base URL, worked out once per URL object: reading the
+    URL's parts and matching the host cost more than the rest of a call's own bookkeeping."""
+
+    __slots__ = ("overrides", "_cache")
+
+    def __init__(self, overrides: Mapping[str, str]) -> None:
+        self.overrides = overrides
+        # id(url) -> (url, default, host, port, provider); holding the URL keeps its id unique
+        self._cache: dict[int, tuple[Any, str, str | None, int | None, str]] = {}
+
+    def of(self, client: Any, default: str) -> tuple[str | None, int | None, str]:
+        url = getattr(client, "_base_url", None)  # what the SDKs' base_url property returns, minus its cost
+        if url is None:
+            url = client.base_url
+        entry = self._cache.get(id(url))
+        if entry is not None and entry[0] is url and entry[1] == default:
+            return entry[2], entry[3], entry[4]
+        host, port = server_of(url)
+        provider = provider_for(host, port, default, self.overrides)
+        if len(self._cache) >= 1024:  # bounded: clients with ever new base URLs
+            self._cache.clear()
+        self._cache[id(url)] = (url, default, host, port, provider)
+        return host, port, provider
+
+
 def provider_for(host: str | None, port: int | None, default: str, overrides: Mapping[str, str]) -> str:
     if not host:
         return default

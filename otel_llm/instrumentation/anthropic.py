@@ -36,15 +36,7 @@ from opentelemetry.instrumentation.utils import unwrap
 
 from .. import semconv as sc
 from ..recorder import LLMCall, Recorder, current_call, report_internal_error
-from ._common import (
-    get,
-    given,
-    provider_for,
-    provider_overrides_from_env,
-    recorder_from,
-    request_attributes,
-    server_of,
-)
+from ._common import Servers, get, given, provider_overrides_from_env, recorder_from, request_attributes
 from ._wrapping import (
     Plan,
     async_request_wrapper,
@@ -82,7 +74,7 @@ class AnthropicInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     def _instrument(self, **kwargs: Any) -> None:
         recorder = recorder_from(kwargs)
         self.recorder = recorder
-        options = _Options(recorder, provider_overrides_from_env())
+        options = _Options(recorder, Servers(provider_overrides_from_env()))
         for module, name, is_async in request_patches("anthropic"):
             wrapper = (async_request_wrapper if is_async else sync_request_wrapper)(_ROUTES, options.plan)
             wrapt.wrap_function_wrapper(module, name, wrapper)
@@ -145,16 +137,15 @@ def _remove_tracer_guard(original: Any) -> None:
 
 
 class _Options:
-    __slots__ = ("recorder", "provider_overrides")
+    __slots__ = ("recorder", "servers")
 
-    def __init__(self, recorder: Recorder, provider_overrides: dict[str, str]) -> None:
+    def __init__(self, recorder: Recorder, servers: Servers) -> None:
         self.recorder = recorder
-        self.provider_overrides = provider_overrides
+        self.servers = servers
 
     def plan(self, kind: str, client: Any, options: Any, body: Mapping[str, Any], stream: bool) -> _AnthropicPlan:
-        host, port = server_of(client.base_url)
         default = _CLIENT_PROVIDERS.get(type(client).__name__, sc.PROVIDER_ANTHROPIC)
-        provider = provider_for(host, port, default, self.provider_overrides)
+        host, port, provider = self.servers.of(client, default)
         model = body.get("model")
         model = model if isinstance(model, str) else None
         attributes = request_attributes(body, _PARAMS)

@@ -23,15 +23,7 @@ from opentelemetry.instrumentation.utils import unwrap
 
 from .. import semconv as sc
 from ..recorder import LLMCall, Recorder
-from ._common import (
-    get,
-    given,
-    provider_for,
-    provider_overrides_from_env,
-    recorder_from,
-    request_attributes,
-    server_of,
-)
+from ._common import Servers, get, given, provider_overrides_from_env, recorder_from, request_attributes
 from ._wrapping import (
     Plan,
     async_request_wrapper,
@@ -87,7 +79,7 @@ class OpenAIInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         if stream_usage is None:
             stream_usage = os.environ.get(sc.ENV_STREAM_USAGE, "true").strip().lower() not in ("0", "false", "no", "off")
         self.recorder = recorder
-        options = _Options(recorder, bool(stream_usage), provider_overrides_from_env())
+        options = _Options(recorder, bool(stream_usage), Servers(provider_overrides_from_env()))
         for module, name, is_async in request_patches("openai"):
             wrapper = (async_request_wrapper if is_async else sync_request_wrapper)(_ROUTES, options.plan)
             wrapt.wrap_function_wrapper(module, name, wrapper)
@@ -101,12 +93,12 @@ class OpenAIInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
 
 class _Options:
-    __slots__ = ("recorder", "stream_usage", "provider_overrides")
+    __slots__ = ("recorder", "stream_usage", "servers")
 
-    def __init__(self, recorder: Recorder, stream_usage: bool, provider_overrides: dict[str, str]) -> None:
+    def __init__(self, recorder: Recorder, stream_usage: bool, servers: Servers) -> None:
         self.recorder = recorder
         self.stream_usage = stream_usage
-        self.provider_overrides = provider_overrides
+        self.servers = servers
 
     def plan(self, kind: str, client: Any, options: Any, body: Mapping[str, Any], stream: bool) -> _OpenAIPlan:
         return _plan(self, kind, client, options, body, stream)
@@ -138,11 +130,8 @@ class _OpenAIPlan(Plan):
 def _plan(
     settings: _Options, kind: str, client: Any, options: Any, body: Mapping[str, Any], stream: bool
 ) -> _OpenAIPlan:
-    host, port = server_of(client.base_url)
-    default_provider = sc.PROVIDER_OPENAI
-    if type(client).__name__ in ("AzureOpenAI", "AsyncAzureOpenAI"):
-        default_provider = sc.PROVIDER_AZURE_OPENAI
-    provider = provider_for(host, port, default_provider, settings.provider_overrides)
+    azure = type(client).__name__ in ("AzureOpenAI", "AsyncAzureOpenAI")
+    host, port, provider = settings.servers.of(client, sc.PROVIDER_AZURE_OPENAI if azure else sc.PROVIDER_OPENAI)
     model = body.get("model")
     model = model if isinstance(model, str) else None
     hide_usage = False
