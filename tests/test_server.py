@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import anthropic
+import fastapi
 import httpx
 import openai
 import pytest
@@ -60,8 +61,9 @@ def _sse(data: Any, event: str | None = None) -> bytes:
 
 
 def make_app(log: list[str] | None = None) -> FastAPI:
-    """The scripted LLM API. ``log`` collects what the app saw (to check the body reached it intact)."""
-    app = FastAPI()
+    """The scripted LLM API. ``log`` collects what the app saw (to check the body reached it intact).
+    ``fastapi.FastAPI`` is looked up now: under FastAPIInstrumentor it is their subclass."""
+    app = fastapi.FastAPI()
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Response:
@@ -720,3 +722,43 @@ def test_stream_is_never_delayed_each_piece_reaches_the_client_before_the_next_i
                         seen[index].set()
                         index += 1
     assert index == 5
+
+
+@pytest.mark.parametrize("order", ["theirs first", "ours first"])
+def test_under_opentelemetry_instrument_both_instrumentors_one_span(telemetry: Any, monkeypatch: pytest.MonkeyPatch,
+                                                                    order: str) -> None:
+    """What ``opentelemetry-instrument`` does: FastAPIInstrumentor and ours (switched on by the
+    environment) both instrument before the app exists. One SERVER span, theirs, with our attributes,
+    for a JSON answer and for a stream."""
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    from otel_llm.server.instrumentor import LLMServerInstrumentor
+
+    monkeypatch.setenv(sc.ENV_SERVER_INSTRUMENTATION, "true")
+    theirs, ours = FastAPIInstrumentor(), LLMServerInstrumentor()
+    kwargs = {"tracer_provider": telemetry.tracer_provider, "meter_provider": telemetry.meter_provider}
+    for instrumentor in ([theirs, ours] if order == "theirs first" else [ours, theirs]):
+        instrumentor.instrument(**kwargs)
+    try:
+        app = make_app()
+        assert isinstance(app, fastapi.FastAPI)
+        with serving(app) as base:
+            client = openai.OpenAI(base_url=base + "/v1", api_key=API_KEY, max_retries=0, timeout=10)
+            result = client.chat.completions.create(model="m-json", messages=MESSAGES)
+            chunks = list(client.chat.completions.create(model="m-sse", messages=MESSAGES, stream=True,
+                                                         stream_options={"include_usage": True}))
+            deadline = time.monotonic() + 5
+            while len(server_spans(telemetry)) < 2 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            time.sleep(0.1)
+    finally:
+        ours.uninstrument()
+        theirs.uninstrument()
+    spans = sorted(server_spans(telemetry), key=lambda s: s.start_time)
+    assert len(spans) == 2, [s.name for s in spans]
+    assert all(s.instrumentation_scope.name.startswith("opentelemetry.instrumentation") for s in spans)
+    assert spans[0].attributes[sc.USAGE_OUTPUT_TOKENS] == result.usage.completion_tokens
+    assert spans[1].attributes[sc.USAGE_OUTPUT_TOKENS] == chunks[-1].usage.completion_tokens
+    assert spans[1].attributes[sc.RESPONSE_FINISH_REASONS] == ("stop",)
+    durations = telemetry.points(sc.METRIC_SERVER_REQUEST_DURATION[0])
+    assert sum(p.count for p in durations) == 2

@@ -33,6 +33,7 @@ from ._routes import DEFAULT_PREFIXES, Route, route_table
 from .recorder import CANCELLED, COMPLETED, FAILED, ServerRecorder, ServerRequest
 
 _perf_counter = time.perf_counter
+_READ_BEFORE_SENDING = 256 << 10  # bytes of a last body message read before it is sent (HTTP span mode)
 
 
 class LLMServerMiddleware:
@@ -162,9 +163,11 @@ class _Exchange:
 
         async def observed_send(message: Any) -> None:
             at = _perf_counter()
-            if annotate_first and message["type"] == "http.response.body" and not message.get("more_body", False):
+            if (annotate_first and message["type"] == "http.response.body" and not message.get("more_body", False)
+                    and len(message.get("body", b"")) <= _READ_BEFORE_SENDING):
                 # opentelemetry-instrumentation-asgi ends its span right after the last body message:
                 # this one is read (and the span annotated) before it goes, the only one that waits.
+                # (A larger last piece goes first: its answer's fields then reach the metrics only.)
                 self._observe(message, at)
                 self.request.annotate(self._response)
                 try:
