@@ -45,7 +45,8 @@ from tests.support.prometheus import PrometheusServer
 
 __all__ = [
     "SUFFIXES", "NO_SUFFIXES", "MIMIR_PROMOTED_RESOURCE_ATTRIBUTES", "backend_binary", "backends_dir",
-    "Prometheus3", "Jaeger", "OTLPFanout", "prometheus3_factory", "jaeger",
+    "Prometheus3", "Jaeger", "OTLPFanout", "prometheus3_factory", "jaeger", "NetNamespace", "Relay", "in_netns",
+    "netns_supported",
 ]
 
 SUFFIXES = "UnderscoreEscapingWithSuffixes"  # Mimir with otel_metric_suffixes_enabled: true (what deploy/ ships)
@@ -494,3 +495,215 @@ def jaeger() -> Iterator[Jaeger]:
     """A started Jaeger v2; stopped after the test."""
     with Jaeger() as server:
         yield server
+
+
+# ---------------------------------------------------------------------------------------------- network namespaces
+#
+# The shipped collector configs bind fixed ports (0.0.0.0:4317, :4318, :13133, :8888), so two of them cannot run
+# side by side on one host. Each runs in a network namespace of its own (its own loopback, nothing routed
+# anywhere), and ``Relay`` threads of the test process carry TCP between one namespace's loopback and another's.
+# Where a config dials a fixed port that its own receiver holds in its namespace (the load balancer sends to the
+# samplers' 4317 and listens on [::]:4317 itself), ``NetNamespace.link`` joins two namespaces by a veth pair
+# that exists only between them.
+
+_CLONE_NEWNET = 0x40000000
+_libc: Any = None
+
+
+def _setns(path: str) -> None:
+    """Move the calling thread into the network namespace at ``path`` (sockets it creates stay there)."""
+    global _libc
+    if _libc is None:
+        import ctypes
+
+        _libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if _libc.setns(fd, _CLONE_NEWNET) != 0:
+            import ctypes
+
+            error = ctypes.get_errno()
+            raise OSError(error, f"setns({path}): {os.strerror(error)}")
+    finally:
+        os.close(fd)
+
+
+def in_netns(path: str | None, function: Callable[[], Any]) -> Any:
+    """``function()`` run in a thread inside the network namespace ``path`` (None: this process's)."""
+    if path is None:
+        return function()
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            _setns(path)
+            result["value"] = function()
+        except BaseException as error:  # noqa: BLE001 - handed to the caller
+            result["error"] = error
+
+    thread = threading.Thread(target=run, name="in-netns")
+    thread.start()
+    thread.join()
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
+def netns_supported() -> str | None:
+    """None when this machine can make network namespaces (root, unshare, ip), else why not."""
+    if os.geteuid() != 0:
+        return "needs root for network namespaces"
+    missing = [tool for tool in ("unshare", "nsenter", "ip", "mount") if shutil.which(tool) is None]
+    if missing:
+        return f"missing tools: {missing}"
+    probe = subprocess.run(["unshare", "--net", "--mount", "ip", "link", "set", "lo", "up"], capture_output=True,
+                           text=True)
+    return None if probe.returncode == 0 else f"unshare --net failed: {probe.stderr.strip()}"
+
+
+class NetNamespace:
+    """A network (and mount) namespace with only a loopback interface, held open by a sleeping process.
+
+    ``addresses``: extra IPv6 addresses for its loopback (e.g. ``fd00::1``); ``hosts``: the content of its
+    private /etc/hosts (bind-mounted inside the namespace only). ``run(command)`` starts a process inside.
+    """
+
+    def __init__(self, name: str, *, addresses: Sequence[str] = (), hosts: str | None = None) -> None:
+        self.name = name
+        self.addresses = list(addresses)
+        self.hosts = hosts
+        self._holder: subprocess.Popen[bytes] | None = None
+        self._tmp: Path | None = None
+
+    @property
+    def net(self) -> str:
+        if self._holder is None:
+            raise RuntimeError(f"namespace {self.name} is not up")
+        return f"/proc/{self._holder.pid}/ns/net"
+
+    @property
+    def mnt(self) -> str:
+        return self.net[: -len("net")] + "mnt"
+
+    def start(self) -> NetNamespace:
+        self._tmp = Path(tempfile.mkdtemp(prefix=f"otel-llm-netns-{self.name}-"))
+        script = ["ip link set lo up"]
+        script += [f"ip -6 addr add {address}/128 dev lo" for address in self.addresses]
+        if self.hosts is not None:
+            hosts = self._tmp / "hosts"
+            hosts.write_text(self.hosts)
+            script.append(f"mount --bind {hosts} /etc/hosts")
+        ready = self._tmp / "ready"
+        script += [f"touch {ready}", "exec sleep 100000"]
+        self._holder = subprocess.Popen(["unshare", "--net", "--mount", "sh", "-ec", "; ".join(script)],
+                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 10
+        while not ready.exists():
+            if self._holder.poll() is not None or time.monotonic() > deadline:
+                error = self._holder.stderr.read().decode(errors="replace") if self._holder.stderr else ""
+                self.stop()
+                raise RuntimeError(f"namespace {self.name} did not come up: {error}")
+            time.sleep(0.05)
+        return self
+
+    def link(self, other: NetNamespace, subnet: int) -> tuple[str, str]:
+        """A veth pair from this namespace to ``other`` (nothing else on it), IPv6 ``fdNN::1`` here and
+        ``fdNN::2`` there (NN = ``subnet``); returns the two addresses."""
+        assert self._holder is not None and other._holder is not None
+        here, there = f"fd{subnet:02x}::1", f"fd{subnet:02x}::2"
+        name, peer = f"veth{subnet}", f"veth{subnet}p"
+        for namespace, script in (
+            (self, f"ip link add {name} type veth peer name {peer} netns {other._holder.pid}; "
+                   f"ip -6 addr add {here}/64 dev {name} nodad; ip link set {name} up"),
+            (other, f"ip -6 addr add {there}/64 dev {peer} nodad; ip link set {peer} up"),
+        ):
+            done = subprocess.run(["nsenter", f"--net={namespace.net}", "sh", "-ec", script], capture_output=True,
+                                  text=True)
+            if done.returncode != 0:
+                raise RuntimeError(f"veth {self.name} -> {other.name}: {done.stderr.strip()}")
+        return here, there
+
+    def popen(self, command: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any]:
+        """Start ``command`` inside this namespace (network and mounts)."""
+        return subprocess.Popen(["nsenter", f"--net={self.net}", f"--mount={self.mnt}", "--", *command], **kwargs)
+
+    def stop(self) -> None:
+        holder, self._holder = self._holder, None
+        if holder is not None and holder.poll() is None:
+            holder.kill()
+            holder.wait()
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+    def __enter__(self) -> NetNamespace:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+class Relay:
+    """TCP from ``listen`` (host, port) in namespace ``listen_ns`` to ``target`` (host, port) in ``target_ns``
+    (None: the test process's own namespace). Bytes are copied both ways unchanged (gRPC, HTTP)."""
+
+    def __init__(self, listen_ns: str | None, listen: tuple[str, int], target_ns: str | None,
+                 target: tuple[str, int]) -> None:
+        self.listen_ns, self.listen, self.target_ns, self.target = listen_ns, listen, target_ns, target
+        self.connections = 0
+        self._server: socket.socket | None = None
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    def start(self) -> Relay:
+        host, port = self.listen
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._server = in_netns(self.listen_ns, lambda: socket.create_server((host, port), family=family))
+        threading.Thread(target=self._accept, name=f"relay-{port}", daemon=True).start()
+        return self
+
+    def _accept(self) -> None:
+        server = self._server
+        while server is not None:
+            try:
+                client, _ = server.accept()
+            except OSError:
+                return
+            try:
+                upstream = in_netns(self.target_ns, lambda: socket.create_connection(self.target, timeout=5))
+                upstream.settimeout(None)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self.connections += 1
+                self._sockets += [client, upstream]
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            try:
+                server.shutdown(socket.SHUT_RDWR)  # wakes the accept() of the relay thread
+            except OSError:
+                pass
+            server.close()
+        with self._lock:
+            for sock in self._sockets:
+                sock.close()
+            self._sockets.clear()

@@ -1,0 +1,340 @@
+"""The shipped gateway tier, unmodified: load balancer -> two tail samplers, by our collector distribution.
+
+    traffic --OTLP--> load balancer (gateway/otelcol-loadbalancer.yaml): spanmetrics, routing by trace id
+      --loadbalancing, DNS name of the samplers--> sampler 1 / sampler 2 (gateway/otelcol-sampler.yaml)
+      --otlp_grpc/tempo--> Jaeger 1 / Jaeger 2 (one trace store per sampler: where a trace landed shows)
+    metrics (load balancer's spanmetrics and app metrics, samplers' own) --> Prometheus 3 with suffixes
+
+The agent (gateway/otelcol-agent.yaml) does not run here: its k8sattributes processor (passthrough: false)
+needs the Kubernetes API and the collector never becomes ready without one (test_agent_needs_kubernetes).
+The traffic goes to the load balancer's OTLP receiver, where the agents' exporters send it.
+
+The three configs bind the same fixed ports (0.0.0.0:4317, 13133, 8888), so each collector runs in a network
+namespace of its own, and relays of the test process carry TCP between their loopbacks and the backends
+(tests/support/backends.py: NetNamespace, Relay). The load balancer dials its samplers on port 4317, the port
+its own receiver holds, so it reaches them over a veth pair per sampler that exists only between the two
+namespaces; the samplers' DNS name (SAMPLER_HEADLESS_SERVICE) resolves, in the load balancer's namespace only
+(a private /etc/hosts), to the two samplers' addresses, as a headless Service's name resolves to one address
+per pod. Endpoints otherwise come in through the variables the configs read; nothing in the files changes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.backends import (
+    SUFFIXES, Jaeger, NetNamespace, OTLPFanout, Prometheus3, Relay, netns_supported,
+)
+from tests.support.faults import free_port
+from tests.support.otlp_receiver import OTLPReceiver
+from tests.test_pipeline_collector import _collector_binary, _traffic
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+GATEWAY = ROOT / "collector-config" / "gateway"
+SAMPLERS_NAME = "otelcol-samplers"
+CALLS = 150
+ERROR_SHARE = 0.2
+CROSS_SERVICE_TRACES = 24
+WAIT = 90.0
+# A shipped config the collector rejects today, and the error it gives (see tests/test_collector_distribution.py).
+KNOWN_BROKEN = {"otelcol-loadbalancer.yaml": "'port' expected type 'string', got unconvertible type 'int'"}
+
+
+@dataclass
+class Gateway:
+    prom: Prometheus3
+    jaegers: list[Jaeger]
+    logs: OTLPReceiver
+    entry_grpc: str  # http://127.0.0.1:port, relayed to the load balancer's 4317
+    entry_http: str  # relayed to the load balancer's 4318
+    logs_dir: Path
+    run: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    summary: dict[str, Any] = field(default_factory=dict)
+    cross_traces: list[str] = field(default_factory=list)
+
+    def log(self) -> str:
+        return "\n".join(f"--- {p.name} ---\n{p.read_text(errors='replace')[-2500:]}"
+                         for p in sorted(self.logs_dir.glob("*.log")))
+
+    @property
+    def service(self) -> str:
+        return f"gw-traffic-{self.run}"
+
+
+def _wait(what: str, probe: Callable[[], Any], gateway: Gateway, timeout: float = WAIT) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        try:
+            last = probe()
+            if last:
+                return last
+        except (OSError, AssertionError) as error:
+            last = error
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{what}: nothing within {timeout}s (last: {last!r})\n{gateway.log()}")
+        time.sleep(0.5)
+
+
+def _wait_ready(log: Path, process: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while "Everything is ready" not in (log.read_text(errors="replace") if log.exists() else ""):
+        if process.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"{log.name}: collector not ready (exit code {process.poll()}):\n"
+                        f"{log.read_text(errors='replace')[-4000:]}")
+        time.sleep(0.2)
+
+
+def _cross_service_traces(endpoint: str, run: str, count: int) -> list[str]:
+    """Traces whose spans come from two services, exported separately (the back end's first, the front end's
+    a second later, as two processes would), each trace failed in the back end so every one is kept."""
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
+
+    providers = {}
+    for role in ("front", "back"):
+        provider = TracerProvider(resource=Resource.create({"service.name": f"gw-{role}-{run}"}))
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint, insecure=True)))
+        providers[role] = provider
+    front, back = (providers[r].get_tracer("gateway-test") for r in ("front", "back"))
+    trace_ids = []
+    for _ in range(count):
+        parent = front.start_span("GET /answer", kind=SpanKind.SERVER)
+        trace_ids.append(format(parent.get_span_context().trace_id, "032x"))
+        with back.start_as_current_span("chat gpt-4o", context=set_span_in_context(parent),
+                                        kind=SpanKind.CLIENT) as child:
+            child.set_attribute("gen_ai.provider.name", "openai")
+            child.set_status(Status(StatusCode.ERROR, "upstream failed"))
+            child.set_attribute("error.type", "UpstreamError")
+        parent.end()
+    assert providers["back"].force_flush(10_000)
+    time.sleep(1.0)
+    assert providers["front"].force_flush(10_000)
+    for provider in providers.values():
+        provider.shutdown()
+    return trace_ids
+
+
+@pytest.fixture(scope="module")
+def gateway() -> Iterator[Gateway]:
+    why = netns_supported()
+    if why:
+        pytest.skip(f"the gateway tier runs each collector in a network namespace: {why}")
+    binary = _collector_binary()
+    for config in ("otelcol-loadbalancer.yaml", "otelcol-sampler.yaml"):
+        check = subprocess.run([binary, "validate", f"--config={GATEWAY / config}"], capture_output=True, text=True,
+                               env={"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/")})
+        if check.returncode != 0:
+            output = check.stderr + check.stdout
+            known = KNOWN_BROKEN.get(config)
+            if known and known in output:  # the same entry as tests/test_collector_distribution.py's KNOWN_BROKEN
+                pytest.xfail(f"{config} does not load in otelcol-llm ({known}); this test runs once it is fixed")
+            pytest.fail(f"otelcol-llm validate --config={config}:\n{output}")
+    tmp = Path(tempfile.mkdtemp(prefix="otel-llm-gateway-"))
+    # the veth addresses NetNamespace.link gives the samplers (subnets 1 and 2)
+    hosts = "127.0.0.1 localhost\n" + "".join(f"fd{n:02x}::2 {SAMPLERS_NAME}\n" for n in (1, 2))
+    namespaces = {
+        "lb": NetNamespace("lb", hosts=hosts),
+        "sampler-1": NetNamespace("sampler-1"),
+        "sampler-2": NetNamespace("sampler-2"),
+    }
+    relays: list[Relay] = []
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def relay(listen_ns: NetNamespace | None, listen: tuple[str, int], target_ns: NetNamespace | None,
+              target: tuple[str, int]) -> None:
+        relays.append(Relay(listen_ns.net if listen_ns else None, listen, target_ns.net if target_ns else None,
+                            target).start())
+
+    with Prometheus3(translation_strategy=SUFFIXES) as prom, Jaeger() as jaeger_1, Jaeger() as jaeger_2, \
+            OTLPReceiver(grpc=False, http=True) as logs, OTLPFanout([prom.otlp_endpoint]) as fanout:
+        try:
+            for namespace in namespaces.values():
+                namespace.start()
+            lb = namespaces["lb"]
+            fanout_port = int(fanout.url.rsplit(":", 1)[1])
+            logs_port = int(logs.http_endpoint.rsplit(":", 1)[1])
+            entry_grpc, entry_http = free_port(), free_port()
+            relay(None, ("127.0.0.1", entry_grpc), lb, ("127.0.0.1", 4317))
+            relay(None, ("127.0.0.1", entry_http), lb, ("127.0.0.1", 4318))
+            for port in (fanout_port, logs_port):
+                relay(lb, ("127.0.0.1", port), None, ("127.0.0.1", port))
+            for index, jaeger in enumerate((jaeger_1, jaeger_2), start=1):
+                sampler = namespaces[f"sampler-{index}"]
+                lb.link(sampler, index)
+                relay(sampler, ("127.0.0.1", fanout_port), None, ("127.0.0.1", fanout_port))
+                jaeger_port = int(jaeger.otlp_grpc_endpoint.rsplit(":", 1)[1])
+                relay(sampler, ("127.0.0.1", jaeger_port), None, ("127.0.0.1", jaeger_port))
+
+            base_env = {key: os.environ[key] for key in ("PATH", "HOME") if key in os.environ}
+            envs = {
+                "lb": {"SAMPLER_HEADLESS_SERVICE": SAMPLERS_NAME, "MIMIR_OTLP_ENDPOINT": fanout.url,
+                       "LOKI_OTLP_ENDPOINT": logs.http_endpoint},
+                "sampler-1": {"TEMPO_OTLP_ENDPOINT": jaeger_1.otlp_grpc_endpoint, "MIMIR_OTLP_ENDPOINT": fanout.url},
+                "sampler-2": {"TEMPO_OTLP_ENDPOINT": jaeger_2.otlp_grpc_endpoint, "MIMIR_OTLP_ENDPOINT": fanout.url},
+            }
+            configs = {"lb": "otelcol-loadbalancer.yaml",
+                       "sampler-1": "otelcol-sampler.yaml", "sampler-2": "otelcol-sampler.yaml"}
+            # samplers first, then the load balancer that resolves them
+            for name in ("sampler-1", "sampler-2", "lb"):
+                log = tmp / f"{name}.log"
+                with open(log, "wb") as out:
+                    process = namespaces[name].popen([binary, f"--config={GATEWAY / configs[name]}"],
+                                                     env={**base_env, **envs[name]}, cwd=tmp, stdout=out,
+                                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                processes.append(process)
+                _wait_ready(log, process)
+
+            result = Gateway(prom, [jaeger_1, jaeger_2], logs, f"http://127.0.0.1:{entry_grpc}",
+                             f"http://127.0.0.1:{entry_http}", tmp)
+            traffic = _traffic(result.service, result.entry_grpc, "grpc", 21, {}, error_share=ERROR_SHARE,
+                               plan=("--count", str(CALLS), "--rate", "200"))
+            result.cross_traces = _cross_service_traces(result.entry_grpc, result.run, CROSS_SERVICE_TRACES)
+            out, err = traffic.communicate(timeout=180)
+            assert traffic.returncode == 0, err[-3000:]
+            result.summary = json.loads(out)
+            yield result
+        finally:
+            for process in reversed(processes):
+                if process.poll() is None:
+                    process.terminate()
+                    try:
+                        process.wait(timeout=20)
+                    except subprocess.TimeoutExpired:
+                        process.kill()
+                        process.wait()
+            for item in relays:
+                item.stop()
+            for namespace in namespaces.values():
+                namespace.stop()
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _trace_ids(jaeger: Jaeger, service: str, tags: dict[str, Any] | None = None) -> set[int]:
+    return {int(t["traceID"], 16) for t in jaeger.find_traces(service, tags, limit=5000)}
+
+
+def _settled(probe: Callable[[], Any], quiet: float = 6.0, timeout: float = WAIT) -> Any:
+    deadline = time.monotonic() + timeout
+    last, since = probe(), time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - since < quiet:
+        time.sleep(1)
+        now = probe()
+        if now != last:
+            last, since = now, time.monotonic()
+    return last
+
+
+def test_traces_from_two_services_land_whole_on_one_sampler(gateway: Gateway) -> None:
+    wanted = {int(t, 16) for t in gateway.cross_traces}
+    front, back = f"gw-front-{gateway.run}", f"gw-back-{gateway.run}"
+    _wait("every cross-service trace in a trace store",
+          lambda: wanted <= set().union(*(_trace_ids(j, back) for j in gateway.jaegers)), gateway)
+    where: dict[int, list[int]] = {}
+    for index, jaeger in enumerate(gateway.jaegers):
+        for trace in jaeger.find_traces(back, limit=5000):
+            trace_id = int(trace["traceID"], 16)
+            if trace_id not in wanted:
+                continue
+            where.setdefault(trace_id, []).append(index)
+            full = jaeger.trace(trace["traceID"])
+            services = {p["serviceName"] for p in full["processes"].values()}
+            assert services == {front, back}, f"trace {trace['traceID']} on sampler {index + 1} has only {services}"
+    split = {format(t, "032x"): w for t, w in where.items() if len(w) != 1}
+    assert not split, f"traces on more than one sampler: {split}"
+    per_sampler = [sum(1 for w in where.values() if w == [i]) for i in range(len(gateway.jaegers))]
+    assert all(per_sampler), f"all traces went to one sampler: {per_sampler}"
+
+
+def test_every_trace_is_on_exactly_one_sampler_and_errors_are_all_kept(gateway: Gateway) -> None:
+    failed = gateway.summary["failed"]
+    assert failed > 0
+    kinds = list(gateway.summary["errors"])
+
+    def errors() -> list[set[int]]:
+        return [set().union(*(_trace_ids(j, gateway.service, {"error.type": k}) for k in kinds))
+                for j in gateway.jaegers]
+
+    _wait(f"{failed} error traces across the samplers", lambda: sum(len(e) for e in errors()) >= failed, gateway)
+    per_sampler = errors()
+    assert not per_sampler[0] & per_sampler[1], "an error trace was kept by both samplers"
+    assert sum(len(e) for e in per_sampler) == failed
+    every = _settled(lambda: [_trace_ids(j, gateway.service) for j in gateway.jaegers])
+    assert not every[0] & every[1], "a trace is on both samplers"
+    kept_ok = sum(len(e) for e in every) - failed
+    succeeded = gateway.summary["succeeded"]
+    share = kept_ok / succeeded
+    print(f"gateway: samplers kept {[len(e) for e in every]} traces; {kept_ok} of {succeeded} without error ({share:.1%})")
+    # binomial(n~120, p=0.1): 2% and 22% are more than 3 standard deviations away
+    assert 0.02 <= share <= 0.22, f"kept {kept_ok} of {succeeded} traces without error ({share:.1%}); configured 10%"
+
+
+def test_spanmetrics_on_the_load_balancer_count_every_span(gateway: Gateway) -> None:
+    sent = gateway.summary["sent"]
+    calls = f'sum(traces_span_metrics_calls_total{{job="{gateway.service}"}})'
+    _wait(f"spanmetrics count {sent} calls", lambda: (r := gateway.prom.query(calls)) and float(r[0]["value"][1]) == sent,
+          gateway)
+    errors = gateway.prom.query_value(
+        f'sum(traces_span_metrics_calls_total{{job="{gateway.service}", status_code="STATUS_CODE_ERROR"}})')
+    assert errors == gateway.summary["failed"]
+    duration = f'sum(gen_ai_client_operation_duration_seconds_count{{job="{gateway.service}"}})'
+    _wait("app metrics through agent and load balancer",
+          lambda: (r := gateway.prom.query(duration)) and float(r[0]["value"][1]) == sent, gateway)
+
+
+def test_samplers_own_telemetry_arrives(gateway: Gateway) -> None:
+    """Each sampler scrapes its own :8888 into Mimir: two instances report tail-sampling decisions."""
+    query = '{__name__=~"otelcol_processor_tail_sampling_count_traces_sampled(_total)?"}'
+    found = _wait("tail-sampling metrics of both samplers",
+                  lambda: len({s["metric"].get("instance") for s in gateway.prom.query(query)}) >= 2, gateway)
+    assert found
+
+
+def test_agent_needs_kubernetes() -> None:
+    """gateway/otelcol-agent.yaml is a DaemonSet config: k8sattributes with passthrough: false asks the
+    Kubernetes API for pod metadata, and without one the collector logs "Could not initialize kube client" and
+    never starts its receivers. Shown here, so the gap in the gateway test above is known, not silent."""
+    why = netns_supported()
+    if why:
+        pytest.skip(f"runs the agent in a network namespace: {why}")
+    binary = _collector_binary()
+    tmp = Path(tempfile.mkdtemp(prefix="otel-llm-agent-"))
+    log = tmp / "agent.log"
+    env = {key: os.environ[key] for key in ("PATH", "HOME") if key in os.environ}
+    env["GATEWAY_OTLP_ENDPOINT"] = "127.0.0.1:1"
+    try:
+        with NetNamespace("agent") as namespace, open(log, "wb") as out:
+            process = namespace.popen([binary, f"--config={GATEWAY / 'otelcol-agent.yaml'}"], env=env, cwd=tmp,
+                                      stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            try:
+                deadline = time.monotonic() + 20
+                while time.monotonic() < deadline and "kube client" not in log.read_text(errors="replace"):
+                    time.sleep(0.2)
+                time.sleep(3)
+                text = log.read_text(errors="replace")
+            finally:
+                process.terminate()
+                process.wait(timeout=20)
+        assert "Could not initialize kube client" in text, text[-3000:]
+        assert "Everything is ready" not in text
+        pytest.skip("gateway/otelcol-agent.yaml needs a Kubernetes API (k8sattributes, passthrough: false); "
+                    "the gateway test starts at the load balancer")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
