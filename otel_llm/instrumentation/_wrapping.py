@@ -14,6 +14,7 @@ Plan``: the started call, the request options to send, and how to read a parsed 
 
 from __future__ import annotations
 
+import sys
 import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -71,7 +72,7 @@ def route_of(routes: Mapping[str, str], url: Any) -> str | None:
 def request_body(options: Any) -> dict[str, Any] | None:
     """The JSON body the SDK will send (``extra_body`` merged in), or None for non-JSON requests."""
     body = options.json_data
-    if not isinstance(body, Mapping):
+    if type(body) is not dict and not isinstance(body, Mapping):
         return None
     extra = options.extra_json
     return {**body, **extra} if extra else body  # type: ignore[return-value]
@@ -173,7 +174,11 @@ def capture_response_headers(wrapped: Any, instance: Any, args: Any, kwargs: dic
 
 def _is_http_response(result: Any) -> bool:
     """An httpx/httpx2 response returned as is (``cast_to=httpx.Response`` on the generic ``post``)."""
-    return hasattr(result, "status_code") and hasattr(result, "iter_bytes") and not hasattr(result, "http_response")
+    for name in ("httpx2", "httpx"):  # whichever the SDKs are built on; both already imported by them
+        module = sys.modules.get(name)
+        if module is not None and isinstance(result, module.Response):
+            return True
+    return False
 
 
 def on_result(plan: Plan, result: Any, is_async: bool) -> Any:
