@@ -215,3 +215,24 @@ def test_sse_cut_mid_event_over_real_http_is_one_request(telemetry: Any) -> None
     (point,) = telemetry.points(sc.METRIC_SERVER_REQUEST_DURATION[0])
     assert point.count == 1
     assert point.attributes[sc.ERROR_TYPE] == "incomplete_response"
+
+
+@pytest.mark.parametrize("messages", [
+    [{"type": "http.response.start", "status": "200", "headers": None},
+     {"type": "http.response.body", "body": "text, not bytes"}],
+    [{"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]},
+     {"type": "http.response.body", "body": bytearray(b'data: {"choices": [{"delta": {}}]}\n\n'), "more_body": True},
+     {"type": "http.response.body", "body": 42}],
+    [{"type": "http.response.body", "body": b"a body before any start"}],
+    [{"type": "http.response.start", "status": 200}, {"type": "http.response.start", "status": 500}],
+    [{"type": "websocket.send", "text": "wrong protocol"}],
+])
+def test_messages_that_are_not_asgi_pass_as_they_are(telemetry: Any, messages: list[dict[str, Any]]) -> None:
+    """What the app sends wrong is the server's to refuse: the middleware hands it on unchanged and
+    reports no error of its own."""
+    bare = asyncio.run(_drive(_echo_app(messages, []), "/v1/chat/completions", [b'{"model": "m"}']))
+    sent = asyncio.run(_drive(_middleware(_echo_app(messages, []), telemetry), "/v1/chat/completions",
+                              [b'{"model": "m"}']))
+    assert sent == bare
+    (point,) = telemetry.points(sc.METRIC_SERVER_REQUEST_DURATION[0])
+    assert point.count == 1

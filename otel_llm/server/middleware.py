@@ -71,7 +71,7 @@ class LLMServerMiddleware:
         self.max_response_bytes = max_response_bytes
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or (route := self.routes.get(scope["path"])) is None:
+        if scope["type"] != "http" or (route := self.routes.get(scope.get("path"))) is None:
             await self.app(scope, receive, send)
             return
         exchange = _Exchange.open(self, route, scope)
@@ -92,6 +92,14 @@ class LLMServerMiddleware:
                     otel_context.detach(token)
                 except Exception:
                     report_internal_error("LLMServerMiddleware detach")
+
+
+def _is_small_last_body(message: Any) -> bool:
+    try:
+        return (message["type"] == "http.response.body" and not message.get("more_body", False)
+                and len(message.get("body", b"")) <= _READ_BEFORE_SENDING)
+    except Exception:  # not an ASGI message: the server will say so, not us
+        return False
 
 
 class _Exchange:
@@ -163,8 +171,7 @@ class _Exchange:
 
         async def observed_send(message: Any) -> None:
             at = _perf_counter()
-            if (annotate_first and message["type"] == "http.response.body" and not message.get("more_body", False)
-                    and len(message.get("body", b"")) <= _READ_BEFORE_SENDING):
+            if annotate_first and _is_small_last_body(message):
                 # opentelemetry-instrumentation-asgi ends its span right after the last body message:
                 # this one is read (and the span annotated) before it goes, the only one that waits.
                 # (A larger last piece goes first: its answer's fields then reach the metrics only.)
@@ -228,6 +235,12 @@ class _Exchange:
         body = message.get("body", b"")
         if not message.get("more_body", False):
             self._complete = True
+        if type(body) is not bytes:
+            if isinstance(body, (bytearray, memoryview)):
+                body = bytes(body)
+            else:  # not an ASGI body: the server will refuse it; we read nothing more
+                self._broken = True
+                return
         if body and not self._broken:
             if self._inflate is not None:
                 body = self._inflate(body)
