@@ -301,8 +301,8 @@ def test_openai_stream_tokens_ttft_and_time_per_token_match_the_client(telemetry
     (ttft,) = served.points(sc.METRIC_SERVER_TIME_TO_FIRST_TOKEN)
     assert ttft.count == 1
     # the server saw the request after the client sent it and the chunk before the client got it
-    assert first <= ttft.sum <= client_ttft + 0.005
-    assert client_ttft - ttft.sum < 0.05
+    assert first - 0.002 <= ttft.sum <= client_ttft + 0.002
+    assert client_ttft - ttft.sum < 0.08  # request send, response write and SDK parse on a busy machine
     (tpot,) = served.points(sc.METRIC_SERVER_TIME_PER_OUTPUT_TOKEN)
     assert tpot.count == 1
     assert tpot.sum == pytest.approx(sum(client_gaps) / len(client_gaps), abs=0.015)
@@ -368,7 +368,7 @@ def test_anthropic_json_and_stream_tokens_equal_what_the_client_parsed(telemetry
     assert spans[1].attributes[sc.USAGE_CACHE_READ_INPUT_TOKENS] == final.usage.cache_read_input_tokens
     assert spans[1].attributes[sc.RESPONSE_FINISH_REASONS] == ("end_turn",)
     (ttft,) = served.points(sc.METRIC_SERVER_TIME_TO_FIRST_TOKEN)
-    assert 0.15 <= ttft.sum <= first_delta + 0.005 and first_delta - ttft.sum < 0.05
+    assert 0.15 - 0.002 <= ttft.sum <= first_delta + 0.002 and first_delta - ttft.sum < 0.08
 
 
 # --- errors, each recorded once ------------------------------------------------------------------
