@@ -77,10 +77,14 @@ def run_async(model):
     return scenario
 
 
+# ``debounce_by=None``: one text delta per model chunk. pydantic-ai's default groups the chunks that
+# arrive within 0.1 s, so what a delta holds would depend on timing, not on the stream.
+
+
 def streamed(model):
     async def scenario(ep):
         async with model(ep) as m, Agent(m).run_stream(PROMPT) as result:
-            deltas = [text async for text in result.stream_text(delta=True)]
+            deltas = [text async for text in result.stream_text(delta=True, debounce_by=None)]
         return deltas, result.usage, result.all_messages()
     return scenario
 
@@ -88,7 +92,7 @@ def streamed(model):
 def abandoned(model):
     async def scenario(ep):
         async with model(ep) as m, Agent(m).run_stream(PROMPT) as result:
-            async for text in result.stream_text(delta=True):
+            async for text in result.stream_text(delta=True, debounce_by=None):
                 return text  # leaves the stream after its first text
     return scenario
 
