@@ -12,7 +12,9 @@ the spans the calls made, and Jaeger's search by service and by ``gen_ai.request
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
 import time
 import urllib.request
 import uuid
@@ -34,7 +36,7 @@ from otel_llm import semconv as sc
 from otel_llm.content import CaptureMode
 from otel_llm.pricing import PriceTable
 from otel_llm.recorder import Recorder
-from tests.support.backends import NO_SUFFIXES, SUFFIXES, Jaeger, Prometheus3
+from tests.support.backends import NO_SUFFIXES, SUFFIXES, Jaeger, Prometheus3, backend_binary
 
 pytestmark = pytest.mark.slow
 
@@ -223,6 +225,10 @@ def test_exemplars_carry_the_trace_ids_of_the_calls(pushed: Pushed, scheme: str)
 
 
 def test_jaeger_is_v2_and_lists_both_services(pushed: Pushed) -> None:
+    binary = backend_binary("JAEGER_BIN", "jaeger")
+    version = json.loads(subprocess.run([binary, "version"], capture_output=True, text=True, timeout=30)
+                         .stdout.strip().splitlines()[-1])["gitVersion"]
+    assert version.startswith("v1.") and int(version.split(".")[1]) >= 60, version  # Jaeger v2 is tagged v1.6x+
     with urllib.request.urlopen(f"{pushed.jaeger.url}/api/services", timeout=5) as response:
         assert response.status == 200
     pushed.jaeger.wait_for_traces(pushed.service, minimum=len(CALLS))

@@ -50,9 +50,10 @@ install() {
     log "$name $version: built in $(( $(date +%s) - start ))s -> $target"
 }
 
-# build_in_module NAME MODULE_DIR PACKAGE VERSION: go build PACKAGE inside our module MODULE_DIR (its go.mod pins VERSION).
+# build_in_module NAME MODULE_DIR PACKAGE VERSION [LDFLAGS]: go build PACKAGE inside our module MODULE_DIR (its go.mod
+# pins VERSION).
 build_in_module() {
-    local name="$1" dir="$2" package="$3" version="$4"
+    local name="$1" dir="$2" package="$3" version="$4" ldflags="${5:-}"
     local target="$OUTDIR/$name-$version"
     if [ -x "$target" ]; then
         log "$name $version: cached at $target"
@@ -61,7 +62,7 @@ build_in_module() {
     local start
     start=$(date +%s)
     log "$name $version: go build $package in $dir (first build takes minutes)"
-    if ! (cd "$dir" && go build -o "$target.tmp" "$package") >&2; then
+    if ! (cd "$dir" && go build ${ldflags:+-ldflags="$ldflags"} -o "$target.tmp" "$package") >&2; then
         rm -f "$target.tmp"
         log "$name $version: BUILD FAILED (module $package, version $version)"
         return 1
@@ -76,7 +77,8 @@ status=0
 prometheus_release="$(echo "$PROMETHEUS_VERSION" | awk -F'[v.]' '{printf "%d.%d.%d", int($3 / 100), $3 % 100, $4}')"
 install prometheus github.com/prometheus/prometheus/cmd/prometheus "$PROMETHEUS_VERSION" \
     "-X github.com/prometheus/common/version.Version=$prometheus_release" || status=1
-build_in_module jaeger "$HERE/jaeger" github.com/jaegertracing/jaeger/cmd/jaeger "$JAEGER_VERSION" || status=1
+build_in_module jaeger "$HERE/jaeger" github.com/jaegertracing/jaeger/cmd/jaeger "$JAEGER_VERSION" \
+    "-X github.com/jaegertracing/jaeger/internal/version.latestVersion=$JAEGER_VERSION" || status=1
 
 [ -x "$OUTDIR/prometheus-$PROMETHEUS_VERSION" ] && echo "PROMETHEUS3_BIN=$OUTDIR/prometheus-$PROMETHEUS_VERSION"
 [ -x "$OUTDIR/jaeger-$JAEGER_VERSION" ] && echo "JAEGER_BIN=$OUTDIR/jaeger-$JAEGER_VERSION"
