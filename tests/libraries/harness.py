@@ -16,8 +16,9 @@ What :meth:`Harness.compare` checks:
   gets ``include_usage: true`` added; a caller's explicit choice is left as it is;
 - exactly one ended otel-llm span per inference request, with the token counts of the server's
   answer to that request (a stream the consumer did not read to its end reports no output tokens,
-  and an OpenAI one no tokens at all: the usage comes at the end), and metric totals that add up
-  to the same counts and calls.
+  and an OpenAI one no tokens at all: the usage comes at the end), failed (ERROR, ``error.type``)
+  exactly when the server answered with an error, and metric totals that add up to the same counts
+  and calls.
 """
 
 from __future__ import annotations
@@ -279,6 +280,12 @@ def assert_one_span_per_call(run: Run, consumed: bool | None) -> list[tuple[int 
         got = (span.attributes.get(sc.USAGE_INPUT_TOKENS), span.attributes.get(sc.USAGE_OUTPUT_TOKENS))
         assert got in allowed, f"span tokens {got} != server's {' or '.join(map(str, allowed))} ({exchange.path})"
         counts.append(got)
+        if exchange.failed:  # the provider failed: the call failed
+            assert span.status.status_code == StatusCode.ERROR and span.attributes.get(sc.ERROR_TYPE), (
+                f"a failed answer's ({exchange.status}) span: {span.status.status_code}, no error.type")
+        else:  # answered (and perhaps left or cancelled by the consumer): not a failure
+            assert span.status.status_code != StatusCode.ERROR and sc.ERROR_TYPE not in span.attributes, (
+                f"an answer's span failed: {span.attributes.get(sc.ERROR_TYPE)}")
     return counts
 
 

@@ -38,13 +38,14 @@ def get_weather(location: str) -> str:
 
 
 def openai_model(ep: Endpoint, **kwargs) -> ChatOpenAI:
-    return ChatOpenAI(model="gpt-4o-mini", base_url=ep.openai_url, api_key=ep.openai_key, max_retries=0,
-                      timeout=10, **kwargs)
+    kwargs.setdefault("model", "gpt-4o-mini")
+    return ChatOpenAI(base_url=ep.openai_url, api_key=ep.openai_key, max_retries=0, timeout=10, **kwargs)
 
 
 def anthropic_model(ep: Endpoint, **kwargs) -> ChatAnthropic:
-    return ChatAnthropic(model="claude-haiku-4-5", base_url=ep.anthropic_url, api_key=ep.anthropic_key,
-                         max_retries=0, timeout=10, max_tokens=200, **kwargs)
+    kwargs.setdefault("model", "claude-haiku-4-5")
+    return ChatAnthropic(base_url=ep.anthropic_url, api_key=ep.anthropic_key, max_retries=0, timeout=10,
+                         max_tokens=200, **kwargs)
 
 
 def plain(model):
@@ -101,6 +102,21 @@ def structured_streamed(model):
         parts = list(model(ep).with_structured_output(City, method="json_schema").stream("Name a big city"))
         assert parts and isinstance(parts[-1], City)
         return parts
+    return scenario
+
+
+def failing(model, failure):
+    """The server fails (the simulator's ``error-*`` models): the library's exception, plain and streamed."""
+    def scenario(ep):
+        m = model(ep, model=failure)
+        raised = []
+        for call in (lambda: m.invoke(PROMPT), lambda: list(m.stream(PROMPT))):
+            try:
+                call()
+            except Exception as exc:
+                raised.append(exc)
+        assert len(raised) == 2
+        return raised
     return scenario
 
 
@@ -187,6 +203,11 @@ def test_chat_openai_explicit_include_usage_false_is_respected(harness, server):
     harness.compare(streamed(model), server)
 
 
+@pytest.mark.parametrize("failure", ["error-429", "error-500", "error-midstream"])
+def test_chat_openai_server_failure(harness, failure):
+    harness.compare(failing(openai_model, failure))
+
+
 @CANCEL
 def test_chat_openai_async_task_cancelled_mid_stream(paced_harness):
     paced_harness.compare(cancelled_task(openai_model), consumed=False, cancelled=True)
@@ -218,6 +239,11 @@ def test_chat_anthropic_tool_loop(harness):
 
 def test_chat_anthropic_structured_output(harness):
     harness.compare(structured(anthropic_model))
+
+
+@pytest.mark.parametrize("failure", ["error-529", "error-overloaded-midstream"])
+def test_chat_anthropic_server_failure(harness, failure):
+    harness.compare(failing(anthropic_model, failure))
 
 
 @NO_BETA

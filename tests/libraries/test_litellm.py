@@ -42,8 +42,8 @@ class City(BaseModel):
     population: int
 
 
-def _options(ep: Endpoint) -> dict:
-    return {"model": "openai/gpt-4o-mini", "api_base": ep.openai_url, "api_key": ep.openai_key, "num_retries": 0,
+def _options(ep: Endpoint, model: str = "gpt-4o-mini") -> dict:
+    return {"model": f"openai/{model}", "api_base": ep.openai_url, "api_key": ep.openai_key, "num_retries": 0,
             "timeout": 10}
 
 
@@ -96,6 +96,19 @@ def structured(ep):
     return response, city
 
 
+def failing(ep):
+    """The server fails (the simulator's ``error-*`` models): LiteLLM's exceptions, plain and streamed."""
+    raised = []
+    for failure, stream in (("error-429", False), ("error-500", True)):
+        try:
+            list(litellm.completion(messages=PROMPT, stream=True, **_options(ep, failure))) if stream else \
+                litellm.completion(messages=PROMPT, **_options(ep, failure))
+        except Exception as exc:
+            raised.append(exc)
+    assert len(raised) == 2
+    return raised
+
+
 SCENARIOS = [  # (name, scenario, streams read to their end, marks)
     ("completion", plain, True, ()),
     ("stream", streamed, True, STREAM_ENDED_EARLY),
@@ -105,6 +118,7 @@ SCENARIOS = [  # (name, scenario, streams read to their end, marks)
     ("acompletion", async_calls, True, STREAM_ENDED_EARLY),
     ("tool_loop", tool_loop, True, ()),
     ("structured_output", structured, True, ()),
+    ("server_failure", failing, True, ()),
 ]
 
 

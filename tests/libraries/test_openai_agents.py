@@ -47,8 +47,8 @@ def _client(ep: Endpoint) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(base_url=ep.openai_url, api_key=ep.openai_key, max_retries=0, timeout=10)
 
 
-def chat_model(client: openai.AsyncOpenAI) -> OpenAIChatCompletionsModel:
-    return OpenAIChatCompletionsModel("gpt-4o-mini", client)
+def chat_model(client: openai.AsyncOpenAI, name: str = "gpt-4o-mini") -> OpenAIChatCompletionsModel:
+    return OpenAIChatCompletionsModel(name, client)
 
 
 def responses_model(client: openai.AsyncOpenAI) -> OpenAIResponsesModel:
@@ -112,6 +112,26 @@ def streamed(model, **settings):
     return scenario
 
 
+def failing(failure):
+    """The server fails (the simulator's ``error-*`` models): what ``Runner.run`` and ``run_streamed`` raise."""
+    async def scenario(ep):
+        raised = []
+        async with _client(ep) as client:
+            failing_agent = agent(lambda c: chat_model(c, failure), client)
+            try:
+                await Runner.run(failing_agent, PROMPT)
+            except Exception as exc:
+                raised.append(exc)
+            try:
+                async for _ in Runner.run_streamed(failing_agent, PROMPT).stream_events():
+                    pass
+            except Exception as exc:
+                raised.append(exc)
+        assert len(raised) == 2
+        return raised
+    return scenario
+
+
 def cancelled(model, **settings):
     """``RunResultStreaming.cancel()`` after the first event of the model's stream."""
     async def scenario(ep):
@@ -157,6 +177,11 @@ def test_chat_completions_model_run_streamed_include_usage(harness, server):
 @pytest.mark.parametrize("server", SERVER_MODES)
 def test_chat_completions_model_include_usage_false_is_respected(harness, server):
     harness.compare(streamed(chat_model, include_usage=False), server)
+
+
+@pytest.mark.parametrize("failure", ["error-429", "error-midstream"])
+def test_chat_completions_model_server_failure(harness, failure):
+    harness.compare(failing(failure))
 
 
 @CANCEL

@@ -39,16 +39,16 @@ def get_weather(location: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def openai_model(ep: Endpoint):
+async def openai_model(ep: Endpoint, name: str = "gpt-4o-mini"):
     async with openai.AsyncOpenAI(base_url=ep.openai_url, api_key=ep.openai_key, max_retries=0, timeout=10) as c:
-        yield OpenAIChatModel("gpt-4o-mini", provider=OpenAIProvider(openai_client=c))
+        yield OpenAIChatModel(name, provider=OpenAIProvider(openai_client=c))
 
 
 @contextlib.asynccontextmanager
-async def anthropic_model(ep: Endpoint):
+async def anthropic_model(ep: Endpoint, name: str = "claude-haiku-4-5"):
     async with anthropic.AsyncAnthropic(base_url=ep.anthropic_url, api_key=ep.anthropic_key, max_retries=0,
                                         timeout=10) as c:
-        yield AnthropicModel("claude-haiku-4-5", provider=AnthropicProvider(anthropic_client=c))
+        yield AnthropicModel(name, provider=AnthropicProvider(anthropic_client=c))
 
 
 def _result(result):
@@ -115,6 +115,14 @@ def structured(model, output_type=City):
     return scenario
 
 
+def failing(model, failure):
+    """The server fails (the simulator's ``error-*`` models): the exception pydantic-ai raises."""
+    async def scenario(ep):
+        async with model(ep, failure) as m:
+            return _result(await Agent(m).run(PROMPT))  # raises
+    return scenario
+
+
 SCENARIOS = {
     "run_sync": run_sync,
     "run": run_async,
@@ -154,3 +162,14 @@ def test_anthropic_model(harness, scenario):
 @covers(3, "pydantic-ai calls client.beta.messages.create, which was not instrumented (no span)")
 def test_anthropic_model_stream_abandoned(harness):
     harness.compare(abandoned(anthropic_model), consumed=None)
+
+
+@pytest.mark.parametrize("failure", ["error-429", "error-500"])
+def test_openai_model_server_failure(harness, failure):
+    harness.compare(failing(openai_model, failure))
+
+
+@covers(3, "pydantic-ai calls client.beta.messages.create, which was not instrumented (no span)")
+@pytest.mark.parametrize("failure", ["error-529", "error-500"])
+def test_anthropic_model_server_failure(harness, failure):
+    harness.compare(failing(anthropic_model, failure))

@@ -32,6 +32,12 @@ class Exchange:
     response_headers: dict[str, str] = field(default_factory=dict)
     response: bytes = b""  # the whole answer the upstream sent, even if the client left early
     client_left: bool = False  # the client closed the connection before the answer was through
+    broken: bool = False  # the upstream's answer broke off (connection dropped before its end)
+
+    @property
+    def failed(self) -> bool:
+        """The server failed this request: an error status, an answer broken off, or an ``error`` event."""
+        return self.status >= 400 or self.broken or (self.streamed and any(name == "error" for name, _ in self.events()))
 
     @property
     def streamed(self) -> bool:
@@ -225,6 +231,7 @@ class _Handler(BaseHTTPRequestHandler):
                 upstream.request(self.command, self.path, body=raw or None, headers=forwarded)
                 response = upstream.getresponse()
             except (OSError, http.client.HTTPException):  # the upstream dropped the connection: so do we
+                exchange.broken = True
                 self.close_connection = True
                 self.connection.shutdown(socket.SHUT_RDWR)
                 return
@@ -255,6 +262,7 @@ class _Handler(BaseHTTPRequestHandler):
                 if not chunked:
                     break
             exchange.response = bytes(received)
+            exchange.broken = not complete
             if not complete:
                 self.close_connection = True
                 try:
