@@ -34,6 +34,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,10 @@ from typing import Any
 import pytest
 
 from otel_llm.check import CANARY_ATTRIBUTE, CANARY_SPAN
-from tests.support.backends import NO_SUFFIXES, SUFFIXES, Jaeger, OTLPFanout, Prometheus3
+from tests.support.backends import (
+    NO_SUFFIXES, SUFFIXES, Jaeger, NetNamespace, OTLPFanout, Prometheus3, Relay, netns_supported,
+)
+from tests.support.faults import free_port
 from tests.support.otlp_receiver import OTLPReceiver
 
 pytestmark = pytest.mark.slow
@@ -528,6 +532,81 @@ def test_otel_llm_check_passes_against_this_pipeline(pipeline: Pipeline) -> None
     code, result, _err = _check(pipeline, "suffixes")
     failed = {name: step["summary"] for name, step in _steps(result).items() if step["status"] == "fail"}
     assert code == 0 and not failed, failed
+
+
+@contextmanager
+def _collector_in_netns(env: dict[str, str], host_ports: list[int]) -> Iterator[tuple[str, Path]]:
+    """The shipped otelcol.yaml in a network namespace of its own (its fixed ports free there), beside the
+    module's collector. ``host_ports``: backends' ports on this loopback, relayed into the namespace on the same
+    numbers. Yields the OTLP/gRPC endpoint (relayed to its 4317) and its log file."""
+    why = netns_supported()
+    if why:
+        pytest.skip(f"a second collector runs in a network namespace: {why}")
+    binary = _collector_binary()
+    tmp = Path(tempfile.mkdtemp(prefix="otel-llm-collector-ns-"))
+    relays: list[Relay] = []
+    try:
+        with NetNamespace("collector") as namespace:
+            entry = free_port()
+            relays.append(Relay(None, ("127.0.0.1", entry), namespace.net, ("127.0.0.1", 4317)).start())
+            for port in host_ports:
+                relays.append(Relay(namespace.net, ("127.0.0.1", port), None, ("127.0.0.1", port)).start())
+            log = tmp / "otelcol.log"
+            base = {key: os.environ[key] for key in ("PATH", "HOME") if key in os.environ}
+            with open(log, "wb") as out:
+                process = namespace.popen([binary, f"--config={CONFIG}"], env={**base, **env}, cwd=tmp, stdout=out,
+                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            try:
+                deadline = time.monotonic() + 60
+                while "Everything is ready" not in log.read_text(errors="replace"):
+                    if process.poll() is not None or time.monotonic() > deadline:
+                        pytest.fail(f"collector in a namespace not ready:\n{log.read_text(errors='replace')[-3000:]}")
+                    time.sleep(0.2)
+                yield f"http://127.0.0.1:{entry}", log
+            finally:
+                process.terminate()
+                try:
+                    process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+    finally:
+        for relay in relays:
+            relay.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_otel_llm_check_names_an_exporter_pointed_at_the_wrong_path() -> None:
+    """The shipped config with MIMIR_OTLP_ENDPOINT set the Mimir way (``.../otlp``) on a Prometheus (which takes
+    ``/api/v1/otlp``): the collector logs the refused exports, and `otel-llm check` fails the metric step and
+    points at the OTLP path, while its canary call still goes through."""
+    run = uuid.uuid4().hex[:8]
+    with Prometheus3(translation_strategy=SUFFIXES) as prom, Jaeger() as jaeger, OTLPReceiver(grpc=False) as logs:
+        ports = [prom.port, int(jaeger.otlp_grpc_endpoint.rsplit(":", 1)[1]), int(logs.http_endpoint.rsplit(":", 1)[1])]
+        env = {"MIMIR_OTLP_ENDPOINT": f"{prom.url}/otlp", "TEMPO_OTLP_ENDPOINT": jaeger.otlp_grpc_endpoint,
+               "LOKI_OTLP_ENDPOINT": logs.http_endpoint}
+        with _collector_in_netns(env, ports) as (endpoint, log):
+            service = f"pipe-wrong-path-{run}"
+            traffic = _traffic(service, endpoint, "grpc", 31, {}, plan=("--count", "20", "--rate", "50"))
+            out, err = traffic.communicate(timeout=120)
+            assert traffic.returncode == 0, err[-2000:]
+            deadline = time.monotonic() + 30  # the batch processor sends within 5 s
+            while "otlp_http/mimir" not in log.read_text(errors="replace") and time.monotonic() < deadline:
+                time.sleep(0.5)
+            text = log.read_text(errors="replace")
+            assert "otlp_http/mimir" in text and "404" in text, text[-3000:]
+            assert not [n for n in prom.metric_names() if n.startswith("gen_ai")]
+            command = [sys.executable, "-m", "otel_llm.cli", "check", "--prometheus-url", prom.url, "--job", service,
+                       "--service-name", f"pipe-check-{run}", "--otlp-endpoint", endpoint, "--otlp-protocol", "grpc",
+                       "--json"]
+            env_check = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+            done = subprocess.run(command, env=env_check, cwd=ROOT, capture_output=True, text=True, timeout=240)
+    steps = _steps(json.loads(done.stdout or "{}"))
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-2000:]
+    families = steps["metric families"]
+    assert families["status"] == "fail"
+    assert "otlp" in (families["hint"] or "").lower(), families
+    assert steps["canary call"]["status"] == "pass", steps["canary call"]
 
 
 # ------------------------------------------------------------------------------------------ faults
