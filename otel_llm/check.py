@@ -13,7 +13,9 @@ Steps, each skipped when what it needs was not given:
    simulator started in this process), exported by OTLP to the collector, with a seed that makes its
    span unique by ``gen_ai.*`` attributes alone, and a log record inside its trace.
 7. **tempo**: the canary's trace is found by TraceQL on ``gen_ai.*`` attributes, then by id.
-8. **loki**: the canary's logs are found by trace id.
+8. **jaeger**: the canary's trace is found by Jaeger's search on ``gen_ai.*`` tags, then by id (for teams
+   that keep their traces in Jaeger rather than Tempo).
+9. **loki**: the canary's logs are found by trace id.
 
 Every step reports the queries it ran (as ``curl`` command lines; header values given with
 ``--header`` are never printed). The exit status is 0 when no step failed.
@@ -115,6 +117,7 @@ class CheckOptions:
     prometheus_url: str | None = None  # Prometheus, or Mimir's .../prometheus
     job: str | None = None  # restrict PromQL to this job label
     tempo_url: str | None = None
+    jaeger_url: str | None = None  # Jaeger's query service (UI/HTTP API), e.g. http://jaeger:16686
     loki_url: str | None = None
     loki_selector: str | None = None  # default {service_name="<service_name>"}
     headers: dict[str, str] = field(default_factory=dict)  # for Prometheus, Tempo and Loki (tenant, auth)
@@ -125,7 +128,7 @@ class CheckOptions:
     api_key_env: str = DEFAULT_API_KEY_ENV
     model: str = "gpt-4o-mini"
     service_name: str = DEFAULT_SERVICE
-    wait: float = 30.0  # how long to look for the canary in Tempo and Loki
+    wait: float = 30.0  # how long to look for the canary in Tempo, Jaeger and Loki
     poll_interval: float = 2.0
     timeout: float = 10.0  # per HTTP request
     require_exemplars: bool = False
@@ -228,7 +231,7 @@ class Checker:
 
     def run(self) -> CheckReport:
         for step in (self.metrics_endpoint, self.scrape_target, self.metric_families, self.token_usage,
-                     self.exemplars, self.canary_call, self.tempo, self.loki):
+                     self.exemplars, self.canary_call, self.tempo, self.jaeger, self.loki):
             try:
                 result = step()
             except Exception as error:  # noqa: BLE001 - a bug here must not hide the other steps
@@ -383,8 +386,11 @@ class Checker:
         if not names:
             hint = ("the target is up but exports no LLM metrics: no LLM call since the service started?"
                     if self.target and self.target.get("health") == "up" else
-                    "nothing arrived: check the scrape (above) or the OTLP path (collector metrics pipeline, "
-                    "Mimir endpoint http://mimir:9009/otlp)")
+                    "nothing arrived: check the scrape (above) or the OTLP path: the collector's metrics "
+                    "exporter (otlp_http) must point at Mimir's http://mimir:9009/otlp or Prometheus' "
+                    "http://prometheus:9090/api/v1/otlp (it appends /v1/metrics; Prometheus needs "
+                    "--web.enable-otlp-receiver); its failures show in the collector's log and in "
+                    "otelcol_exporter_send_failed_metric_points on its :8888")
             return Step(name, FAIL, "no gen_ai_* or llm_* metric stored" + self._job_words(), queries, hint=hint,
                         data=info)
         if dotted and not schemes:
@@ -514,7 +520,7 @@ class Checker:
             return Step(name, SKIP, "--no-canary")
         endpoint = options.otlp_endpoint or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
         if not endpoint:
-            status = FAIL if (options.tempo_url or options.loki_url) else SKIP
+            status = FAIL if (options.tempo_url or options.jaeger_url or options.loki_url) else SKIP
             return Step(name, status, "no OTLP endpoint to send the canary's telemetry to",
                         hint="give --otlp-endpoint (or OTEL_EXPORTER_OTLP_ENDPOINT): the collector your services "
                              "push to")
@@ -603,7 +609,78 @@ class Checker:
         return Step(name, WARN, f"canary trace {trace_id} found by search, but fetching it by id answered "
                                 f"{by_id.status}", queries, details=details, data=data)
 
-    # -- 8. Loki ------------------------------------------------------------------------------
+    # -- 8. Jaeger ----------------------------------------------------------------------------
+
+    def jaeger(self) -> Step:
+        name = "jaeger"
+        options = self.options
+        if not options.jaeger_url:
+            return Step(name, SKIP, "no --jaeger-url given")
+        canary = self.canary
+        if not canary or not canary.get("trace_id"):
+            return Step(name, FAIL, "no canary trace to look for (see the canary step)")
+        base = options.jaeger_url.rstrip("/")
+        shown = display_url(base)
+        trace_id = canary["trace_id"]
+        tags = {"gen_ai.operation.name": "chat", "gen_ai.request.model": canary["model"],
+                "gen_ai.request.seed": str(canary["seed"])}
+        url = f"{base}/api/traces"
+        params = [("service", options.service_name), ("tags", json.dumps(tags, separators=(",", ":"))),
+                  ("start", f"{int((canary['started'] - 300) * 1e6)}"), ("end", f"{int((canary['ended'] + 600) * 1e6)}"),
+                  ("limit", "20")]
+        queries = [self.http.curl(url, params)]
+        found, answer, attempts, waited = self._poll(lambda: self.http.get(url, params),
+                                                     lambda a: _jaeger_search_hit(a, trace_id))
+        data: dict[str, Any] = {"trace_id": trace_id, "tags": tags, "attempts": attempts}
+        api_hint = (f"--jaeger-url is Jaeger's query service (the UI's address, port 16686 by default; with "
+                    f"--query.base-path, include that path), not its OTLP receiver (4317/4318)")
+        if answer.status is None:
+            return Step(name, FAIL, f"Jaeger at {shown} does not answer: {answer.error}", queries, hint=api_hint,
+                        data=data)
+        if answer.status != 200:
+            hint = api_hint if answer.status == 404 else (
+                "an auth proxy in front of Jaeger: give --header 'Authorization: ...'" if answer.status in (401, 403)
+                else None)
+            return Step(name, FAIL, f"Jaeger answers {answer.status} to the search: {answer.text(200)}", queries,
+                        hint=hint, data=data)
+        if _jaeger_traces(answer) is None:
+            return Step(name, FAIL, f"{shown} answers the search, but not with Jaeger's JSON: {answer.text(80)!r}",
+                        queries, hint=api_hint, data=data)
+        by_id_url = f"{base}/api/traces/{trace_id}"
+        queries.append(self.http.curl(by_id_url))
+        by_id = self.http.get(by_id_url)
+        spans = _jaeger_trace_spans(by_id) if by_id.status == 200 else []
+        llm = [s for s in spans if "gen_ai.provider.name" in s["attributes"]]
+        data["spans"] = [s["name"] for s in spans]
+        if not found:
+            waited_words = f"not found by a search on gen_ai.* tags within {waited:.0f}s ({attempts} searches)"
+            if llm:
+                return Step(name, FAIL, f"the canary trace is stored (by id) but {waited_words}", queries,
+                            hint="the search does not see the gen_ai.* span attributes: is an attributes processor "
+                                 "in the collector dropping or renaming them? Is the service name "
+                                 f"{options.service_name!r} right (--service-name)?", data=data)
+            if by_id.status == 200 and spans:
+                return Step(name, FAIL, f"{waited_words}; the trace is stored without its gen_ai span", queries,
+                            details=[f"spans: {', '.join(data['spans'])}"], data=data,
+                            hint="the LLM span was dropped between the collector and Jaeger (a filter processor?)")
+            return Step(name, FAIL, f"the canary trace {trace_id} is not in Jaeger at {shown}: {waited_words}",
+                        queries,
+                        hint=f"does the collector's traces pipeline export to this Jaeger (otlp_grpc to its port "
+                             f"4317, or otlp_http to 4318)? With Tempo's exporter pointed elsewhere, Jaeger never "
+                             f"gets the canary. {_TAIL_SAMPLING_HINT}; or allow more time (--wait)", data=data)
+        details = [f"found by a search on gen_ai.* tags after {waited:.0f}s ({attempts} searches)"]
+        if llm:
+            attributes = llm[0]["attributes"]
+            shown_attributes = {k: attributes[k] for k in ("gen_ai.provider.name", "gen_ai.request.model",
+                                                            "gen_ai.response.model", "gen_ai.usage.input_tokens",
+                                                            "gen_ai.usage.output_tokens") if k in attributes}
+            details.append(f"span {llm[0]['name']!r}: " + ", ".join(f"{k}={v}" for k, v in shown_attributes.items()))
+            return Step(name, PASS, f"canary trace {trace_id} found in Jaeger by gen_ai.* tags", queries,
+                        details=details, data=data)
+        return Step(name, WARN, f"canary trace {trace_id} found by search, but fetching it by id answered "
+                                f"{by_id.status}", queries, details=details, data=data)
+
+    # -- 9. Loki ------------------------------------------------------------------------------
 
     def loki(self) -> Step:
         name = "loki"
@@ -788,6 +865,31 @@ def _tempo_trace_spans(answer: _Answer) -> list[dict[str, Any]]:
     return spans
 
 
+def _jaeger_traces(answer: _Answer) -> list[dict[str, Any]] | None:
+    """The traces of a Jaeger ``/api/traces`` answer (its ``data``), or None when it is not Jaeger's JSON."""
+    try:
+        body = answer.json()
+    except ValueError:
+        return None
+    if not isinstance(body, dict) or "data" not in body:
+        return None
+    return [t for t in body.get("data") or [] if isinstance(t, dict)]
+
+
+def _jaeger_search_hit(answer: _Answer, trace_id: str) -> bool:
+    return any(_normal_trace_id(t.get("traceID")) == _normal_trace_id(trace_id) for t in _jaeger_traces(answer) or [])
+
+
+def _jaeger_trace_spans(answer: _Answer) -> list[dict[str, Any]]:
+    """Spans of Jaeger's ``GET /api/traces/<id>`` with their tags as attributes."""
+    spans = []
+    for trace in _jaeger_traces(answer) or []:
+        for span in trace.get("spans") or []:
+            attributes = {t.get("key"): t.get("value") for t in span.get("tags") or [] if isinstance(t, dict)}
+            spans.append({"name": span.get("operationName"), "attributes": attributes})
+    return spans
+
+
 def _loki_lines(answer: _Answer) -> list[str]:
     if answer.status != 200:
         return []
@@ -920,8 +1022,8 @@ def run_check(options: CheckOptions, out: TextIO | None = None, *, id_generator:
               canary_seed: int | None = None) -> tuple[int, CheckReport]:
     """Run every step, print as they complete (or JSON at the end); returns (exit status, report)."""
     out = out or sys.stdout
-    if not any((options.metrics_url, options.prometheus_url, options.tempo_url, options.loki_url)):
-        print("error: nothing to check: give --metrics-url, --prometheus-url, --tempo-url or --loki-url",
+    if not any((options.metrics_url, options.prometheus_url, options.tempo_url, options.jaeger_url, options.loki_url)):
+        print("error: nothing to check: give --metrics-url, --prometheus-url, --tempo-url, --jaeger-url or --loki-url",
               file=sys.stderr)
         return 2, CheckReport()
 

@@ -164,11 +164,13 @@ def run_traffic_command(args: argparse.Namespace) -> int:
 def _add_check_parser(commands: Any) -> None:
     check = commands.add_parser(
         "check",
-        help="verify a live pipeline end to end: /metrics, scrape, metric names, tokens, exemplars, Tempo, Loki",
+        help="verify a live pipeline end to end: /metrics, scrape, metric names, tokens, exemplars, Tempo or "
+             "Jaeger, Loki",
         description=(
             "Verifies a live telemetry pipeline step by step and says what is wrong: the service's metrics endpoint, "
             "its scrape target, the LLM metric families and their naming scheme, token usage, exemplars, and a canary "
-            "LLM call's trace in Tempo (TraceQL on gen_ai.* attributes) and logs in Loki (by trace id). Each step "
+            "LLM call's trace in Tempo (TraceQL on gen_ai.* attributes) and/or Jaeger (search on gen_ai.* tags) and "
+            "logs in Loki (by trace id). Each step "
             "prints pass/fail with the queries it ran. Exit status 0 when no step failed, 1 otherwise."
         ),
     )
@@ -178,13 +180,14 @@ def _add_check_parser(commands: Any) -> None:
     check.add_argument("--prometheus-url", help="Prometheus, or Mimir's Prometheus API (http://mimir:9009/prometheus)")
     check.add_argument("--job", help="look only at series and targets of this job label")
     check.add_argument("--tempo-url", help="Tempo's HTTP API, e.g. http://tempo:3200")
+    check.add_argument("--jaeger-url", help="Jaeger's query service (its UI address), e.g. http://jaeger:16686")
     check.add_argument("--loki-url", help="Loki's HTTP API, e.g. http://loki:3100")
     check.add_argument("--loki-selector", help="LogQL stream selector of the canary's logs "
                                                "(default {service_name=\"<service name>\"})")
     check.add_argument("--header", type=_header, action="append", default=[], metavar="'NAME: VALUE'",
-                       help="header for Prometheus, Tempo and Loki (X-Scope-OrgID, Authorization); repeatable; "
+                       help="header for Prometheus, Tempo, Jaeger and Loki (X-Scope-OrgID, Authorization); repeatable; "
                             "values are never printed")
-    check.add_argument("--no-canary", action="store_true", help="make no LLM call (Tempo and Loki steps then fail)")
+    check.add_argument("--no-canary", action="store_true", help="make no LLM call (Tempo, Jaeger and Loki steps then fail)")
     check.add_argument("--otlp-endpoint", help="collector for the canary's telemetry (default OTEL_EXPORTER_OTLP_ENDPOINT)")
     check.add_argument("--otlp-protocol", choices=("grpc", "http/protobuf"),
                        help="default OTEL_EXPORTER_OTLP_PROTOCOL or grpc")
@@ -194,7 +197,7 @@ def _add_check_parser(commands: Any) -> None:
     check.add_argument("--model", default="gpt-4o-mini", help="the canary's model (default gpt-4o-mini)")
     check.add_argument("--service-name", default="otel-llm-check", help="service.name of the canary (default otel-llm-check)")
     check.add_argument("--wait", type=_seconds, default=30.0,
-                       help="seconds to keep looking for the canary in Tempo and Loki (default 30)")
+                       help="seconds to keep looking for the canary in Tempo, Jaeger and Loki (default 30)")
     check.add_argument("--timeout", type=_positive_float, default=10.0, help="seconds per HTTP request (default 10)")
     check.add_argument("--require-exemplars", action="store_true", help="fail (not warn) when there are no exemplars")
     check.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -205,7 +208,7 @@ def run_check_command(args: argparse.Namespace) -> int:
 
     options = CheckOptions(
         metrics_url=args.metrics_url, metrics_headers=dict(args.metrics_header), prometheus_url=args.prometheus_url,
-        job=args.job, tempo_url=args.tempo_url, loki_url=args.loki_url, loki_selector=args.loki_selector,
+        job=args.job, tempo_url=args.tempo_url, jaeger_url=args.jaeger_url, loki_url=args.loki_url, loki_selector=args.loki_selector,
         headers=dict(args.header), canary=not args.no_canary, otlp_endpoint=args.otlp_endpoint,
         otlp_protocol=args.otlp_protocol, base_url=args.base_url, api_key_env=args.api_key_env, model=args.model,
         service_name=args.service_name, wait=args.wait, timeout=args.timeout,

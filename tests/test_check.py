@@ -218,7 +218,7 @@ def test_healthy_scrape_pipeline_passes_with_exact_tokens(scraped, prometheus):
     assert code == 0, text
     assert _statuses(report) == {
         "metrics endpoint": PASS, "scrape target": PASS, "metric families": PASS, "token usage": PASS,
-        "exemplars": WARN, "canary call": SKIP, "tempo": SKIP, "loki": SKIP,
+        "exemplars": WARN, "canary call": SKIP, "tempo": SKIP, "jaeger": SKIP, "loki": SKIP,
     }
     families = report.step("metric families")
     assert families.data["scheme"] == "prometheus"
@@ -233,7 +233,7 @@ def test_healthy_scrape_pipeline_passes_with_exact_tokens(scraped, prometheus):
     # Every step shows what it ran, as a command line to copy.
     assert f"curl -sG '{prometheus.url}/api/v1/query' --data-urlencode 'query=sum by (gen_ai_token_type) " \
            f"(gen_ai_client_token_usage_sum{{job=\"otel-llm\"}})'" in text
-    assert "PASS  metric families" in text and "OK: 4 passed, 0 failed, 1 warnings, 3 skipped" in text
+    assert "PASS  metric families" in text and "OK: 4 passed, 0 failed, 1 warnings, 4 skipped" in text
 
 
 def test_mimir_default_names_are_recognised(scraped, prometheus):
@@ -338,7 +338,7 @@ def test_json_output_and_exit_status(scraped, prometheus, capsys):
                  "--job", "otel-llm", "--json", "--no-canary"])
     result = json.loads(capsys.readouterr().out)
     assert code == 0 and result["ok"] is True
-    assert result["counts"] == {"pass": 4, "fail": 0, "warn": 1, "skip": 3}
+    assert result["counts"] == {"pass": 4, "fail": 0, "warn": 1, "skip": 4}
     step = next(s for s in result["steps"] if s["name"] == "metric families")
     assert step["data"]["scheme"] == "prometheus" and step["queries"]
 
@@ -432,7 +432,7 @@ def test_canary_found_in_tempo_by_traceql_and_in_loki_by_trace_id(backends, otlp
     assert code == 0, text
     assert _statuses(report) == {
         "metrics endpoint": SKIP, "scrape target": SKIP, "metric families": SKIP, "token usage": SKIP,
-        "exemplars": SKIP, "canary call": PASS, "tempo": PASS, "loki": PASS,
+        "exemplars": SKIP, "canary call": PASS, "tempo": PASS, "jaeger": SKIP, "loki": PASS,
     }
     # The canary really went through OTLP: its LLM span, with the seed the TraceQL looks for, and its logs.
     spans = otlp_receiver.wait_for(lambda r: [s for s in r.spans() if s["scope"] == "otel_llm"])
