@@ -74,7 +74,7 @@ OPTIONAL_SOURCES: Mapping[str, re.Pattern[str]] = {
         r"llm_gateway_|llm_client_active_requests"
     ),
     "OpenTelemetry Collector (own telemetry, spanmetrics connector)": re.compile(
-        r'otelcol_|traces_span_metrics_|job="otelcol"'
+        r'otelcol_|traces_span_metrics_|job=~?"otelcol'
     ),
 }
 
