@@ -23,6 +23,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -340,16 +341,21 @@ def test_collectors_own_telemetry_arrives(pipeline: Pipeline) -> None:
         assert len(jobs) == 1 and None not in jobs, jobs
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "grafana/rules/otel-llm-alerts.yaml and the otelcol.yaml comment select the self-scrape by job=\"otelcol\" "
-    "(its scrape job_name), but the prometheus receiver's series arrive with job = the collector's own "
-    "service.name (otelcol-llm here; otelcol-contrib for the contrib image)"))
 def test_collectors_own_telemetry_has_the_job_the_alert_rules_select(pipeline: Pipeline) -> None:
-    prom = pipeline.suffixes
-    _wait("own telemetry", lambda: prom.query(OWN_SPANS), pipeline)
-    _wait("up of the self-scrape", lambda: prom.query('up{job=~"otelcol.*"}'), pipeline, timeout=30)
-    jobs = {s["metric"]["job"] for s in prom.query(OWN_SPANS)}
-    assert jobs == {"otelcol"}, f"own telemetry arrives as job {jobs}; up: {prom.query('up')}"
+    """The self-scrape's series arrive with job = the collector's own service.name (otelcol-llm here,
+    otelcol-contrib for the contrib image), not the scrape's job_name "otelcol": grafana/rules select
+    ``up{job=~"otelcol.*"}``, and so must anything else looking for the collector."""
+    rules = (ROOT / "grafana" / "rules" / "otel-llm-alerts.yaml").read_text()
+    selectors = sorted(set(re.findall(r'up\{job=~"([^"]*otelcol[^"]*)"\}', rules)))
+    assert selectors, "no up{job=~...otelcol...} selector in the alert rules"
+    for scheme, prom in pipeline.both():
+        _wait(f"own telemetry ({scheme})", lambda prom=prom: prom.query(OWN_SPANS), pipeline)
+        jobs = {s["metric"]["job"] for s in prom.query(OWN_SPANS)}
+        for selector in selectors:
+            found = _wait(f"up{{job=~{selector!r}}} ({scheme})",
+                          lambda prom=prom, selector=selector: prom.query(f'up{{job=~"{selector}"}}'), pipeline,
+                          timeout=30)
+            assert {s["metric"]["job"] for s in found} == jobs, (selector, jobs)
 
 
 # ------------------------------------------------------------------------------------------ traces
