@@ -319,6 +319,15 @@ class Checker:
             return body
         targets = body.get("activeTargets", [])
         matches = [t for t in targets if self._is_our_target(t)]
+        if not matches and self.options.job and not self.options.metrics_url:
+            pushed = self._pushed_series(queries)
+            if isinstance(pushed, Step):
+                pushed.name = name
+                return pushed
+            if pushed:
+                return Step(name, SKIP, f"job {self.options.job} has {pushed} LLM series but no scrape target: its "
+                                        "metrics are pushed (OTLP or remote write), nothing is scraped", queries,
+                            data={"pushed_series": pushed})
         if not matches:
             known = ", ".join(f"{t.get('scrapeUrl')} (job {t.get('labels', {}).get('job')})" for t in targets[:8])
             wanted = display_url(self.options.metrics_url) if self.options.metrics_url else f"job {self.options.job}"
@@ -338,6 +347,14 @@ class Checker:
                         data=data)
         error = target.get("lastError") or ""
         return Step(name, FAIL, f"{where} is down: {error}", queries, hint=_scrape_error_hint(error), data=data)
+
+    def _pushed_series(self, queries: list[str]) -> Any:
+        """How many gen_ai_*/llm_* series of --job are stored (0: none), or a failed Step."""
+        promql = f"count({{{_matchers(name_regex='gen_ai.+|llm.+', job=self.options.job)}}})"
+        result = self._query(promql, queries)
+        if isinstance(result, Step):
+            return result
+        return int(float(result[0]["value"][1])) if result else 0
 
     def _is_our_target(self, target: Mapping[str, Any]) -> bool:
         if self.options.job and target.get("labels", {}).get("job") != self.options.job:
@@ -667,7 +684,8 @@ class Checker:
                         queries,
                         hint=f"does the collector's traces pipeline export to this Jaeger (otlp_grpc to its port "
                              f"4317, or otlp_http to 4318)? With Tempo's exporter pointed elsewhere, Jaeger never "
-                             f"gets the canary. {_TAIL_SAMPLING_HINT}; or allow more time (--wait)", data=data)
+                             f"gets the canary. {_TAIL_SAMPLING_HINT[0].upper()}{_TAIL_SAMPLING_HINT[1:]}; or allow more "
+                             "time (--wait)", data=data)
         details = [f"found by a search on gen_ai.* tags after {waited:.0f}s ({attempts} searches)"]
         if llm:
             attributes = llm[0]["attributes"]

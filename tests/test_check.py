@@ -328,6 +328,11 @@ def test_unscraped_endpoint_and_dead_prometheus(prometheus):
     target = report.step("scrape target")
     assert target.summary == f"Prometheus does not scrape {dead}" and "scrape_configs" in target.hint
 
+    # a job that is neither scraped nor stored: not scraped is the failure
+    code, report, _ = _check(prometheus_url=prometheus.url, job="nobody-sends-this")
+    target = report.step("scrape target")
+    assert code == 1 and target.status == FAIL and target.summary == "Prometheus does not scrape job nobody-sends-this"
+
     dead_prometheus = f"http://127.0.0.1:{free_port()}"
     code, report, _ = _check(prometheus_url=dead_prometheus)
     assert report.step("metric families").summary == f"Prometheus at {dead_prometheus} does not answer: connection refused"

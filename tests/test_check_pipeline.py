@@ -68,6 +68,11 @@ class CheckRun:
     def status(self) -> dict[str, str]:
         return {name: step["status"] for name, step in self.steps.items()}
 
+    def show(self, step: str) -> None:
+        """Print what the check said at ``step`` (kept in the test log)."""
+        found = self.steps[step]
+        print(f"{found['status'].upper()} {step}: {found['summary']}\n    -> {found.get('hint')}")
+
     def describe(self) -> str:
         return json.dumps(self.result, indent=1)[-6000:] + "\n--- stderr ---\n" + self.stderr[-2000:]
 
@@ -174,7 +179,8 @@ def checked() -> Iterator[CheckPipeline]:
                       pipeline)
                 # three checks at once: they mostly wait (tail sampling holds a trace 10 s before Jaeger gets it)
                 started = {
-                    "healthy": _start_check(good.url, jaeger_a.url, f"check-healthy-{run}", "--require-exemplars"),
+                    "healthy": _start_check(good.url, jaeger_a.url, f"check-healthy-{run}", "--require-exemplars",
+                                            "--job", job),
                     "dotted": _start_check(dotted.url, jaeger_a.url, f"check-dotted-{run}"),
                     "no-canary-store": _start_check(good.url, jaeger_b.url, f"check-jaeger-b-{run}", "--wait", "15"),
                 }
@@ -193,6 +199,8 @@ def test_check_passes_against_the_real_pipeline(checked: CheckPipeline) -> None:
                       "token usage": "pass", "exemplars": "pass", "canary call": "pass", "tempo": "skip",
                       "jaeger": "pass", "loki": "skip"}, run.describe()
     assert run.steps["metric families"]["data"]["scheme"] == "prometheus"
+    # --job of a service whose metrics are pushed: no scrape target is not a failure, and the check says why
+    assert "pushed" in run.steps["scrape target"]["summary"], run.steps["scrape target"]
     # the canary's trace really is the one Jaeger returns, with its gen_ai span
     trace_id = run.steps["canary call"]["data"]["trace_id"]
     assert run.steps["jaeger"]["data"]["trace_id"] == trace_id
@@ -220,6 +228,7 @@ def test_check_names_a_naming_scheme_mismatch(checked: CheckPipeline) -> None:
     """Prometheus' OTLP translation set to keep the OTel names: every dashboard query finds nothing there,
     and the check says so at "metric families" (its other steps still pass: the canary reaches Jaeger)."""
     run = checked.runs["dotted"]
+    run.show("metric families")
     assert run.code == 1 and run.result["ok"] is False, run.describe()
     failed = {name for name, status in run.status().items() if status == "fail"}
     assert "metric families" in failed, run.describe()
@@ -231,6 +240,7 @@ def test_check_names_a_naming_scheme_mismatch(checked: CheckPipeline) -> None:
 
 def test_check_names_a_trace_store_that_never_got_the_canary(checked: CheckPipeline) -> None:
     run = checked.runs["no-canary-store"]
+    run.show("jaeger")
     assert run.code == 1, run.describe()
     failed = {name for name, status in run.status().items() if status == "fail"}
     assert failed == {"jaeger"}, run.describe()
@@ -259,6 +269,7 @@ def test_check_names_a_metrics_exporter_pointed_at_the_wrong_path(checked: Check
               lambda: _own_metric("otelcol_exporter_send_failed_metric_points", "otlp_http/mimir") > 0, pipeline)
         run = _finish(_start_check(fresh.url, pipeline.jaeger.url, f"check-wrong-path-{checked.run}"))
         assert not fresh.metric_names() or not [n for n in fresh.metric_names() if n.startswith(("gen_ai", "llm"))]
+    run.show("metric families")
     assert run.code == 1, run.describe()
     status = run.status()
     families = run.steps["metric families"]
