@@ -39,7 +39,7 @@ from tests.support.backends import (
 )
 from tests.support.faults import free_port
 from tests.support.otlp_receiver import OTLPReceiver
-from tests.test_pipeline_collector import _collector_binary, _traffic
+from tests.test_pipeline_collector import _canaries, _collector_binary, _traffic
 
 pytestmark = pytest.mark.slow
 
@@ -65,6 +65,7 @@ class Gateway:
     run: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     summary: dict[str, Any] = field(default_factory=dict)
     cross_traces: list[str] = field(default_factory=list)
+    canaries: list[str] = field(default_factory=list)
 
     def log(self) -> str:
         return "\n".join(f"--- {p.name} ---\n{p.read_text(errors='replace')[-2500:]}"
@@ -207,6 +208,7 @@ def gateway() -> Iterator[Gateway]:
             traffic = _traffic(result.service, result.entry_grpc, "grpc", 21, {}, error_share=ERROR_SHARE,
                                plan=("--count", str(CALLS), "--rate", "200"))
             result.cross_traces = _cross_service_traces(result.entry_grpc, result.run, CROSS_SERVICE_TRACES)
+            result.canaries = _canaries(result.entry_grpc, f"gw-canary-{result.run}", 6)
             out, err = traffic.communicate(timeout=180)
             assert traffic.returncode == 0, err[-3000:]
             result.summary = json.loads(out)
@@ -284,6 +286,13 @@ def test_every_trace_is_on_exactly_one_sampler_and_errors_are_all_kept(gateway: 
     print(f"gateway: samplers kept {[len(e) for e in every]} traces; {kept_ok} of {succeeded} without error ({share:.1%})")
     # binomial(n~120, p=0.1): 2% and 22% are more than 3 standard deviations away
     assert 0.02 <= share <= 0.22, f"kept {kept_ok} of {succeeded} traces without error ({share:.1%}); configured 10%"
+
+
+def test_the_check_canary_is_kept_by_whichever_sampler_gets_it(gateway: Gateway) -> None:
+    for trace_id in gateway.canaries:
+        found = _wait(f"canary {trace_id} in a trace store",
+                      lambda t=trace_id: [i for i, j in enumerate(gateway.jaegers) if j.trace(t)], gateway)
+        assert len(found) == 1, f"canary {trace_id} on samplers {found}"
 
 
 def test_spanmetrics_on_the_load_balancer_count_every_span(gateway: Gateway) -> None:
