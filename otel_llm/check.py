@@ -655,10 +655,11 @@ class Checker:
             return Step(name, FAIL, f"Jaeger at {shown} does not answer: {answer.error}", queries, hint=api_hint,
                         data=data)
         if answer.status != 200:
-            hint = api_hint if answer.status == 404 else (
+            hint = api_hint if answer.status in (404, 405) else (
                 "an auth proxy in front of Jaeger: give --header 'Authorization: ...'" if answer.status in (401, 403)
                 else None)
-            return Step(name, FAIL, f"Jaeger answers {answer.status} to the search: {answer.text(200)}", queries,
+            return Step(name, FAIL, f"{shown} answers {answer.status} to Jaeger's trace search: {answer.text(200)}",
+                        queries,
                         hint=hint, data=data)
         if _jaeger_traces(answer) is None:
             return Step(name, FAIL, f"{shown} answers the search, but not with Jaeger's JSON: {answer.text(80)!r}",

@@ -37,6 +37,7 @@ from typing import Any
 import pytest
 
 from tests.support.backends import SUFFIXES, Jaeger, OTLPFanout, Prometheus3
+from tests.support.faults import free_port
 from tests.support.otlp_receiver import OTLPReceiver
 from tests.test_pipeline_collector import (
     CONFIG,
@@ -117,9 +118,11 @@ def _traffic(service: str) -> None:
     assert json.loads(done.stdout)["succeeded"] > 0
 
 
-def _start_check(prometheus: str, jaeger: str, service: str, *extra: str) -> subprocess.Popen[str]:
-    command = [sys.executable, "-m", "otel_llm.cli", "check", "--prometheus-url", prometheus, "--jaeger-url", jaeger,
-               "--otlp-endpoint", GRPC, "--otlp-protocol", "grpc", "--service-name", service, "--json", *extra]
+def _start_check(prometheus: str | None, jaeger: str, service: str, *extra: str,
+                 otlp: str = GRPC) -> subprocess.Popen[str]:
+    command = [sys.executable, "-m", "otel_llm.cli", "check", *(["--prometheus-url", prometheus] if prometheus else []),
+               "--jaeger-url", jaeger, "--otlp-endpoint", otlp, "--otlp-protocol", "grpc", "--service-name", service,
+               "--json", *extra]
     return subprocess.Popen(command, env=_clean_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
 
@@ -277,3 +280,27 @@ def test_check_names_a_metrics_exporter_pointed_at_the_wrong_path(checked: Check
     assert "/api/v1/otlp" in families["hint"] and "exporter" in families["hint"], families
     assert status["canary call"] == "pass" and status["jaeger"] == "pass", run.describe()
     assert _own_metric("otelcol_exporter_sent_metric_points", "otlp_http/mimir") == 0
+
+
+def test_jaeger_step_without_a_collector_and_urls_that_are_not_jaegers_query_api() -> None:
+    """The canary sent straight to Jaeger's OTLP port (no collector, no sampling): found at Jaeger's query URL;
+    Jaeger's OTLP/HTTP port given as --jaeger-url, or a port where nothing listens, are named as such."""
+    with Jaeger() as jaeger:
+        otlp, otlp_http = f"http://{jaeger.otlp_grpc_endpoint}", jaeger.otlp_http_endpoint
+        runs = {
+            "query": _start_check(None, jaeger.url, "check-direct", otlp=otlp),
+            "otlp-port": _start_check(None, otlp_http, "check-otlp-port", "--wait", "2", otlp=otlp),
+            "nothing": _start_check(None, f"http://127.0.0.1:{free_port()}", "check-nothing", "--wait", "2", otlp=otlp),
+        }
+        done = {name: _finish(process) for name, process in runs.items()}
+    found = done["query"]
+    assert found.code == 0 and found.status()["jaeger"] == "pass", found.describe()
+    assert found.steps["jaeger"]["data"]["trace_id"] == found.steps["canary call"]["data"]["trace_id"]
+    for name in ("otlp-port", "nothing"):
+        run = done[name]
+        run.show("jaeger")
+        assert run.code == 1 and run.status()["jaeger"] == "fail", run.describe()
+        assert run.status()["canary call"] == "pass", run.describe()
+        assert "query service" in (run.steps["jaeger"]["hint"] or ""), run.describe()
+    assert "connection refused" in done["nothing"].steps["jaeger"]["summary"]
+    assert f"{otlp_http} answers 40" in done["otlp-port"].steps["jaeger"]["summary"]
