@@ -195,6 +195,8 @@ def test_the_two_schemes_hold_different_names(dashboards: DashboardPipeline) -> 
     """The naming trap is real on this path: each Prometheus holds its scheme's names only."""
     suffixes, plain = dashboards.pipeline.suffixes, dashboards.pipeline.plain
     service = dashboards.service
+    for prom in (suffixes, plain):  # what they hold came by OTLP from the collector: they scrape nothing
+        assert prom.targets() == [], prom.targets_summary()
     for prom, name in ((suffixes, "gen_ai_client_operation_duration_seconds_count"),
                        (plain, "gen_ai_client_operation_duration_count")):
         prom.wait_for_series(f'{name}{{job="{service}"}}', timeout=DATA_TIMEOUT)
