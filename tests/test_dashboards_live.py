@@ -12,7 +12,8 @@ metric naming scheme:
   ``llm_client_cost``. Mimicked with ``metric_relabel_configs``.
 * ``otlp-into-mimir-with-suffixes``: what the shipped stack stores (deploy/mimir
   sets ``otel_metric_suffixes_enabled: true``): like the exposition, but no scope
-  labels, and a gauge of unit ``1`` gets ``_ratio``.
+  labels, a gauge of unit ``1`` gets ``_ratio``, and ``{token}/s`` a second ``_per_second``
+  (the real translation: tests/test_pipeline_dashboards.py).
 
 The test names every dashboard panel, variable, rule or datasource query that
 returns nothing.
@@ -68,6 +69,8 @@ SCHEMES: dict[str, list[dict]] = {
     "otlp-into-mimir-with-suffixes": [
         # gauge with unit "1": Mimir's translation appends _ratio (the Python exporter does not)
         {"source_labels": ["__name__"], "regex": "(llm_gateway_(?:provider_health|model_availability))", "target_label": "__name__", "replacement": "${1}_ratio"},
+        # unit {token}/s: the translator appends _per_second although the name ends in it already
+        {"source_labels": ["__name__"], "regex": "(llm_client_stream_output_tokens_per_second)_(bucket|sum|count)", "target_label": "__name__", "replacement": "${1}_per_second_${2}"},
         _DROP_SCOPE_LABELS,
     ],
 }
@@ -193,6 +196,8 @@ def test_the_schemes_really_differ(prometheus_per_scheme: dict[str, PrometheusSe
     suffixed.wait_for_series("llm_client_cost_total", timeout=30)
     suffixed.wait_for_series("llm_gateway_provider_health_ratio", timeout=30)
     assert not suffixed.query("llm_gateway_provider_health")
+    suffixed.wait_for_series("llm_client_stream_output_tokens_per_second_per_second_count", timeout=30)
+    assert not suffixed.query("llm_client_stream_output_tokens_per_second_count")
     assert not suffixed.query('{otel_scope_name!=""}')
 
 
