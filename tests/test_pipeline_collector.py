@@ -288,15 +288,13 @@ def test_app_metrics_arrive_through_the_collector_in_each_naming_scheme(pipeline
     prom: Prometheus3 = getattr(pipeline, scheme)
     base = "gen_ai_client_operation_duration" + ("_seconds" if scheme == "suffixes" else "")
     other = "gen_ai_client_operation_duration" + ("" if scheme == "suffixes" else "_seconds")
-    for role in ("grpc", "http-keep"):
+    for role in ("grpc", "http-keep"):  # OTLP/gRPC and OTLP/HTTP into the collector
         service = pipeline.services[role]
-        count = _wait(f"{base}_count of {service}",
-                      lambda service=service: prom.query(f'sum({base}_count{{job="{service}"}})'), pipeline)
-        # every call's duration arrived (the collector may still be delivering the last export)
         sent = pipeline.summaries[role]["sent"]
+        # every call's duration arrived (the collector may still be delivering the last export)
         _wait(f"all {sent} calls of {service} counted",
-              lambda service=service: prom.query_value(f'sum({base}_count{{job="{service}"}})') == sent, pipeline)
-        del count
+              lambda service=service, sent=sent: (r := prom.query(f'sum({base}_count{{job="{service}"}})'))
+              and float(r[0]["value"][1]) == sent, pipeline)
     names = _metric_names(prom)
     assert f"{other}_count" not in names, f"{scheme}: the other scheme's name is stored too"
     labels = prom.query(f'{base}_count{{job="{pipeline.services["grpc"]}"}}')[0]["metric"]
