@@ -1,4 +1,7 @@
 // otelcol-llm: the collector distribution of otel-llm (see main.go, components.go, build.sh).
+// Every collector module at the v0.161.0 release (core's stable modules v1.67.0, contrib's
+// k8sattributesprocessor v1.0.0). Tidy with `go mod tidy -e`: a test-only dependency of
+// k8sattributesprocessor (contrib pkg/semconvtest v0.161.0) is not served by our module proxy.
 module otel-llm/otelcol-llm
 
 go 1.26.0
