@@ -12,6 +12,7 @@ import logging
 import os
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -34,10 +35,13 @@ AttributeValue = str | bool | int | float | Sequence[str] | Sequence[bool] | Seq
 
 
 def report_internal_error(where: str) -> None:
-    """Log a bug of ours once per place; never raises."""
+    """Log a bug of ours once per place; never raises. The traceback goes into the message as text:
+    a record holding the live traceback would keep the caller's objects (a stream, its response)
+    alive for as long as a log handler buffers it."""
     if where not in _reported:
         _reported.add(where)
-        _log.warning("otel-llm internal error in %s; telemetry for this call may be incomplete", where, exc_info=True)
+        _log.warning("otel-llm internal error in %s; telemetry for this call may be incomplete\n%s",
+                     where, traceback.format_exc().rstrip())
 
 
 def error_type(exc: BaseException) -> str:
@@ -285,7 +289,7 @@ class LLMCall:
                 return
             # Kept until the end and set on the span in one go: one lock and one validation pass.
             pending = self._pending
-            if model and model != self.response_model:
+            if model and type(model) is str and model != self.response_model:
                 self.response_model = model
                 pending[sc.RESPONSE_MODEL] = model
                 self._metric_attributes = {**self._metric_attributes, sc.RESPONSE_MODEL: self._recorder.response_models(model)}
@@ -392,11 +396,46 @@ class LLMCall:
         except Exception:
             report_internal_error("LLMCall.cancel")
 
+    def _price(self, attributes: Mapping[str, AttributeValue], usage: dict[str, AttributeValue]) -> None:
+        """Cost at the response model's price, else the request model's; a failure costs the call nothing else."""
+        recorder = self._recorder
+        try:
+            self.cost = recorder.prices.cost(
+                self.provider,
+                self.response_model or self.request_model,
+                self.input_tokens,
+                self.output_tokens,
+                self.cache_read_tokens,
+                self.cache_creation_tokens,
+            )
+            if self.cost is None and self.response_model and self.request_model != self.response_model:
+                self.cost = recorder.prices.cost(
+                    self.provider, self.request_model, self.input_tokens, self.output_tokens,
+                    self.cache_read_tokens, self.cache_creation_tokens,
+                )
+            if self.cost is not None:
+                usage[sc.COST_USD] = self.cost
+                recorder.cost.add(self.cost, attributes)
+        except Exception:
+            report_internal_error("LLMCall cost")
+
     def _finish(self, error: str | None, exc: BaseException | None, cancelled: bool = False) -> None:
         try:
             self._open.pop()
         except IndexError:
             return
+        try:
+            self._record_end(error, exc, cancelled)
+        except Exception:  # whatever went wrong recording, the span still ends
+            report_internal_error("LLMCall end")
+        self.span.end()
+        for listener in self._recorder._listeners:
+            try:
+                listener(self)
+            except Exception:
+                report_internal_error("recorder listener")
+
+    def _record_end(self, error: str | None, exc: BaseException | None, cancelled: bool) -> None:
         recorder = self._recorder
         span = self.span
         context = self._context
@@ -421,22 +460,7 @@ class LLMCall:
         if self.reasoning_tokens is not None:
             usage[sc.USAGE_REASONING_OUTPUT_TOKENS] = self.reasoning_tokens
         if self.input_tokens is not None or self.output_tokens is not None:
-            self.cost = recorder.prices.cost(
-                self.provider,
-                self.response_model or self.request_model,
-                self.input_tokens,
-                self.output_tokens,
-                self.cache_read_tokens,
-                self.cache_creation_tokens,
-            )
-            if self.cost is None and self.response_model and self.request_model != self.response_model:
-                self.cost = recorder.prices.cost(
-                    self.provider, self.request_model, self.input_tokens, self.output_tokens,
-                    self.cache_read_tokens, self.cache_creation_tokens,
-                )
-            if self.cost is not None:
-                usage[sc.COST_USD] = self.cost
-                recorder.cost.add(self.cost, attributes)
+            self._price(attributes, usage)
 
         if error is not None:
             self.error_type = error
@@ -458,12 +482,6 @@ class LLMCall:
                 attributes={**attributes, **self._content},
                 context=context,
             )
-        span.end()
-        for listener in recorder._listeners:
-            try:
-                listener(self)
-            except Exception:
-                report_internal_error("recorder listener")
 
 
 _CALL_KEY = otel_context.create_key("otel_llm.call")

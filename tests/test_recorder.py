@@ -152,7 +152,9 @@ def test_manual_api_context_manager_records_and_reraises(telemetry):
     assert failed.attributes[sc.ERROR_TYPE] == "TimeoutError"
 
 
-def test_our_own_errors_never_reach_the_caller(telemetry, caplog):
+def test_our_own_errors_never_reach_the_caller(telemetry, caplog, monkeypatch):
+    monkeypatch.setattr("otel_llm.recorder._reported", set())  # each place reports once per process
+
     class BrokenPrices(PriceTable):
         def cost(self, *args, **kwargs):
             raise ZeroDivisionError("bug in otel-llm")
@@ -161,7 +163,10 @@ def test_our_own_errors_never_reach_the_caller(telemetry, caplog):
     call.set_usage(1, 1)
     call.end()  # must not raise
     call.set_usage("not a number")  # must not raise either
-    assert "internal error" in caplog.text
+    assert "internal error in LLMCall cost" in caplog.text
+    assert "ZeroDivisionError: bug in otel-llm" in caplog.text  # the traceback, as text
+    [span] = telemetry.spans()  # pricing failed: the span still ended, with its tokens
+    assert span.attributes[sc.USAGE_OUTPUT_TOKENS] == 1
 
 
 def test_listener_sees_finished_calls_and_its_errors_are_contained(telemetry):
