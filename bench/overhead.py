@@ -27,8 +27,9 @@ import time
 from typing import Any
 
 MODES = ("baseline", "otel_llm", "official")
-# Instruction counts also run each instrumentation on no-op providers: its own code without the SDK.
-INSTRUCTION_MODES = MODES + ("otel_llm-nosdk", "official-nosdk")
+# Instruction counts also run each instrumentation on no-op providers (its own code without the
+# SDK), and "floor": the least any GenAI instrumentation pays the OTel SDK for a non-streamed call.
+INSTRUCTION_MODES = MODES + ("otel_llm-nosdk", "official-nosdk", "floor")
 SCENARIOS = ("sync", "async", "stream_1", "stream_1_usage", "stream_50")
 CHUNKS = {"stream_1": 1, "stream_1_usage": 1, "stream_50": 50}
 MODEL = "gpt-4o-mini"
@@ -83,7 +84,48 @@ def _setup(mode: str):
         from opentelemetry.instrumentation.genai.openai import OpenAIInstrumentor as OfficialInstrumentor
 
         OfficialInstrumentor().instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
+    elif mode == "floor":
+        _install_floor(tracer_provider, meter_provider)
+    elif mode != "baseline":
+        raise SystemExit(f"unknown mode {mode!r}: use one of {', '.join(INSTRUCTION_MODES)}")
     return exporter
+
+
+def _install_floor(tracer_provider: Any, meter_provider: Any) -> None:
+    """One CLIENT span with the conventions' attributes and the three records every call needs
+    (duration, input and output tokens, in the span's context for exemplars), around the same
+    request method otel-llm wraps, with nothing read from the request or the answer."""
+    import wrapt
+    from opentelemetry import trace
+    from opentelemetry.metrics import get_meter
+
+    from otel_llm import semconv as sc
+
+    tracer = trace.get_tracer("floor", tracer_provider=tracer_provider)
+    meter = get_meter("floor", meter_provider=meter_provider)
+    duration = meter.create_histogram(sc.METRIC_OPERATION_DURATION[0], unit="s",
+                                      explicit_bucket_boundaries_advisory=sc.DURATION_BUCKETS)
+    tokens = meter.create_histogram(sc.METRIC_TOKEN_USAGE[0], unit="{token}",
+                                    explicit_bucket_boundaries_advisory=sc.TOKEN_BUCKETS)
+    metric = {sc.OPERATION_NAME: "chat", sc.PROVIDER_NAME: "openai", sc.REQUEST_MODEL: MODEL,
+              sc.SERVER_ADDRESS: "bench.local", sc.SERVER_PORT: 80}
+    inputs, outputs = {**metric, sc.TOKEN_TYPE: "input"}, {**metric, sc.TOKEN_TYPE: "output"}
+    answer = {sc.RESPONSE_MODEL: "gpt-4o-mini-2024-07-18", sc.RESPONSE_ID: "chatcmpl-bench",
+              sc.RESPONSE_FINISH_REASONS: ("stop",), sc.USAGE_INPUT_TOKENS: 12, sc.USAGE_OUTPUT_TOKENS: 2}
+
+    def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        start = time.perf_counter()
+        span = tracer.start_span("chat " + MODEL, kind=trace.SpanKind.CLIENT, attributes=metric)
+        context = trace.set_span_in_context(span)
+        result = wrapped(*args, **kwargs)
+        span.set_attributes(answer)
+        duration.record(time.perf_counter() - start, metric, context)
+        tokens.record(12, inputs, context)
+        tokens.record(2, outputs, context)
+        span.end()
+        return result
+
+    wrapt.wrap_function_wrapper("openai._base_client", "SyncAPIClient.request", wrapper)
 
 
 def worker(mode: str, scenario: str, calls: int, warmup: int) -> dict[str, float]:
@@ -155,13 +197,13 @@ def _instructions(mode: str, scenario: str, calls: int, warmup: int) -> int:
     return int(match.group(1))
 
 
-def count_instructions(modes: list[str], calls: int, warmup: int) -> int:
+def count_instructions(modes: list[str], calls: int, warmup: int, scenarios: list[str]) -> int:
     """Instructions per call: (count with 2*calls - count with calls) / calls, so start-up cancels out."""
     if shutil.which("valgrind") is None:
         print("valgrind not found: apt-get install valgrind", file=sys.stderr)
         return 2
     per_call: dict[tuple[str, str], float] = {}
-    for scenario in ("sync", "stream_1", "stream_1_usage", "stream_50"):
+    for scenario in scenarios:
         n = max(calls // CHUNKS.get(scenario, 1), 20)
         for mode in modes:
             low = _instructions(mode, scenario, n, warmup)
@@ -169,16 +211,27 @@ def count_instructions(modes: list[str], calls: int, warmup: int) -> int:
             per_call[(mode, scenario)] = (high - low) / n
             print(f"{scenario:<15}{mode:<16}{per_call[(mode, scenario)] / 1000:10.1f} k instructions/call",
                   flush=True)
-    print("\nadded instructions (thousands): per call (sync), per streamed call (stream_1, and stream_1_usage"
-          " where the caller asks for usage), per chunk")
-    base = {s: per_call[("baseline", s)] for s in ("sync", "stream_1", "stream_1_usage", "stream_50")}
+    print("\nadded instructions (thousands) per call: sync; per streamed call: stream_1, and stream_1_usage"
+          " where the caller asks for usage; per chunk: from stream_1 and stream_50")
+
+    def added(mode: str, scenario: str) -> float | None:
+        if (mode, scenario) not in per_call:
+            return None
+        return (per_call[(mode, scenario)] - per_call[("baseline", scenario)]) / 1000
+
     for mode in modes:
-        sync = (per_call[(mode, "sync")] - base["sync"]) / 1000
-        stream = (per_call[(mode, "stream_1")] - base["stream_1"]) / 1000
-        usage = (per_call[(mode, "stream_1_usage")] - base["stream_1_usage"]) / 1000
-        chunk = ((per_call[(mode, "stream_50")] - per_call[(mode, "stream_1")])
-                 - (base["stream_50"] - base["stream_1"])) / 49 / 1000
-        print(f"  {mode:<16} sync {sync:8.1f}   stream {stream:8.1f}   stream+usage {usage:8.1f}   chunk {chunk:6.2f}")
+        row = [f"  {mode:<16}"]
+        for scenario in ("sync", "stream_1", "stream_1_usage"):
+            value = added(mode, scenario)
+            if value is not None:
+                row.append(f"{scenario} {value:8.1f}")
+        first, fifty = added(mode, "stream_1"), added(mode, "stream_50")
+        if first is not None and fifty is not None:
+            row.append(f"chunk {(fifty - first) / 49:6.2f}")
+        print("   ".join(row))
+    floor, ours = added("floor", "sync"), added("otel_llm", "sync")
+    if floor and ours is not None:
+        print(f"\notel_llm / floor (sync): {ours / floor:.2f}  (floor: one span + the three records, {floor:.1f}k)")
     return 0
 
 
@@ -190,6 +243,8 @@ def main() -> int:
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--instructions", action="store_true",
                         help="count instructions under valgrind (deterministic, ~50x slower) instead of timing")
+    parser.add_argument("--scenarios", default="sync,stream_1,stream_1_usage,stream_50",
+                        help="with --instructions: the scenarios to count (baseline is always counted)")
     parser.add_argument("--worker", nargs=2, metavar=("MODE", "SCENARIO"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -197,7 +252,9 @@ def main() -> int:
         return 0
     if args.instructions:
         modes = args.modes.split(",") if args.modes != ",".join(MODES) else list(INSTRUCTION_MODES)
-        return count_instructions(modes, args.calls, args.warmup)
+        if "baseline" not in modes:
+            modes.insert(0, "baseline")
+        return count_instructions(modes, args.calls, args.warmup, args.scenarios.split(","))
 
     modes = args.modes.split(",")
     results: dict[tuple[str, str], list[dict[str, float]]] = {}
