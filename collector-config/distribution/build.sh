@@ -17,6 +17,11 @@ if ! command -v go >/dev/null 2>&1; then
     exit 127
 fi
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+outdir="${1:-}"
+if [ -n "$outdir" ]; then # relative to the caller's directory
+    mkdir -p "$outdir"
+    outdir="$(cd "$outdir" && pwd)"
+fi
 
 cd "$here"
 key="$({
@@ -25,9 +30,8 @@ key="$({
     go env GOVERSION GOOS GOARCH
 } | sha256sum | cut -c1-16)"
 
-outdir="${1:-${XDG_CACHE_HOME:-$HOME/.cache}/otel-llm/otelcol-llm/$key}"
+outdir="${outdir:-${XDG_CACHE_HOME:-$HOME/.cache}/otel-llm/otelcol-llm/$key}"
 mkdir -p "$outdir"
-outdir="$(cd "$outdir" && pwd)"
 bin="$outdir/otelcol-llm"
 stamp="$outdir/.otelcol-llm.key"
 
