@@ -33,6 +33,8 @@ import time
 from typing import Any
 
 MODES = ("bare", "otel_asgi", "otel_llm", "otel_asgi+otel_llm")
+# Instruction counts also run ours on the OpenTelemetry API's no-op providers: its own code without the SDK.
+INSTRUCTION_MODES = MODES + ("otel_llm-nosdk",)
 SCENARIOS = ("json", "stream_1", "stream_50")
 CHUNKS = {"stream_1": 1, "stream_50": 50}
 MODEL = "gpt-4o-mini"
@@ -101,7 +103,12 @@ def _stack(mode: str, app: Any) -> tuple[Any, Any]:
     exporter = InMemorySpanExporter()
     tracer_provider = TracerProvider()
     tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
-    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    meter_provider: Any = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    if mode.endswith("-nosdk"):
+        from opentelemetry.metrics import NoOpMeterProvider
+        from opentelemetry.trace import NoOpTracerProvider
+
+        tracer_provider, meter_provider = NoOpTracerProvider(), NoOpMeterProvider()  # type: ignore[assignment]
     if "otel_llm" in mode:
         from otel_llm.pricing import PriceTable
         from otel_llm.server import LLMServerMiddleware
@@ -190,6 +197,9 @@ def _report(per: dict[tuple[str, str], float], modes: list[str], unit: str, scal
             ("chunk", chunk("otel_llm"), chunk("otel_asgi")),
         ):
             print(f"  {label:<9}{ours / theirs if theirs > 0 else float('nan'):6.2f}")
+    if "otel_llm-nosdk" in modes:
+        print(f"\notel_llm's own code (no-op SDK providers), {unit}: json {added('otel_llm-nosdk', 'json'):.1f}, "
+              f"stream_1 {added('otel_llm-nosdk', 'stream_1'):.1f}, chunk {chunk('otel_llm-nosdk'):.2f}")
 
 
 def count_instructions(modes: list[str], requests: int, warmup: int) -> int:
@@ -222,6 +232,8 @@ def main() -> int:
         print(json.dumps(worker(*args.worker, args.requests, args.warmup)))
         return 0
     modes = args.modes.split(",")
+    if args.instructions and args.modes == ",".join(MODES):
+        modes = list(INSTRUCTION_MODES)
     if "bare" not in modes:
         modes.insert(0, "bare")
     if args.instructions:

@@ -310,7 +310,7 @@ class SSEReader:
     when the first output token (chunk) passed in this piece.
     """
 
-    __slots__ = ("api", "fields", "_buffer", "_skipping", "first_token", "_parsed_first", "_merged", "_cr")
+    __slots__ = ("api", "fields", "_buffer", "_skipping", "first_token", "_parsed_first", "_merged", "_cr", "_event")
 
     def __init__(self, api: str, fields: ResponseFields) -> None:
         self.api = api
@@ -321,10 +321,17 @@ class SSEReader:
         self._parsed_first = False
         self._merged: dict[str, int] = {}
         self._cr = False
+        self._event = (self._anthropic if api == MESSAGES else self._responses if api == RESPONSES
+                       else self._openai)  # one event's reader, chosen once
 
     def feed(self, data: bytes) -> bool:
         if not data:
             return False
+        if not self._buffer and not self._cr and not self._skipping and data.find(b"\n\n") == len(data) - 2:
+            # the usual piece: exactly one whole event, LF line ends
+            had_token = self.first_token
+            self._event(data[:-2])
+            return self.first_token and not had_token
         if self._cr or b"\r" in data:  # CRLF or CR line ends: normalise the copy to LF
             self._cr = True
             data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
@@ -353,16 +360,7 @@ class SSEReader:
         else:
             self._buffer = rest
 
-    def _event(self, event: bytes) -> None:
-        api = self.api
-        if api == MESSAGES:
-            self._anthropic(event)
-        elif api == RESPONSES:
-            self._responses(event)
-        else:
-            self._openai(event, api)
-
-    def _openai(self, event: bytes, api: str) -> None:
+    def _openai(self, event: bytes) -> None:
         if event.startswith(_DONE):
             return
         fields = self.fields
@@ -382,19 +380,18 @@ class SSEReader:
             if isinstance(body.get("usage"), dict):
                 fields.openai_usage(body["usage"])
             return
-        if (b'"finish_reason"' in event and _FINISH_RE.search(event)) or (
-            b'"usage"' in event and _USAGE_OBJECT_RE.search(event)
-        ):
-            body = _data(event)
-            if isinstance(body, dict):
-                self._choices(body.get("choices"))
-                if isinstance(body.get("usage"), dict):
-                    fields.identity(body)
-                    fields.openai_usage(body["usage"])
-        elif b'"error"' in event:
-            body = _data(event)
-            if isinstance(body, dict) and "error" in body:
-                fields.error_type = error_type_of(body) or "stream_error"
+        if _INTERESTING.search(event) is None:  # the usual chunk: one pass, nothing to read
+            return
+        body = _data(event)
+        if not isinstance(body, dict):
+            return
+        if body.get("error"):
+            fields.error_type = error_type_of(body) or "stream_error"
+            return
+        self._choices(body.get("choices"))
+        if isinstance(body.get("usage"), dict):
+            fields.identity(body)
+            fields.openai_usage(body["usage"])
 
     def _choices(self, choices: Any) -> None:
         if isinstance(choices, list):
@@ -452,8 +449,9 @@ class SSEReader:
                                      else error_type_of(body)) or "stream_error"
 
 
-_FINISH_RE = re.compile(rb'"finish_reason"\s*:\s*"')
-_USAGE_OBJECT_RE = re.compile(rb'"usage"\s*:\s*\{')
+# A key worth parsing an OpenAI chunk for, with a value that is not null (unescaped quotes are JSON
+# syntax: inside strings they are escaped).
+_INTERESTING = re.compile(rb'"(?:finish_reason|usage|error)"\s*+:\s*+(?!null)')  # possessive: no backtracking to a space
 
 
 def _data(event: bytes) -> Any:

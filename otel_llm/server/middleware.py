@@ -188,6 +188,20 @@ class _Exchange:
             except BaseException:
                 self._disconnected = True  # the server could not deliver it: the client is gone
                 raise
+            sse = self._sse
+            if sse is not None and not self._broken:  # the per-chunk path, inline
+                try:
+                    if (message["type"] == "http.response.body" and message.get("more_body", False)
+                            and self._inflate is None):
+                        body = message.get("body", b"")
+                        if type(body) is bytes:
+                            if sse.feed(body):
+                                self.request.first_token(at)
+                            return
+                except Exception:
+                    self._broken = True
+                    report_internal_error("LLMServerMiddleware send")
+                    return
             self._observe(message, at)
 
         return observed_send
