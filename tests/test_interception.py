@@ -285,3 +285,30 @@ def test_keyboard_interrupt_mid_stream_is_a_cancel(instrument, telemetry, client
     span = only_span(telemetry)
     assert span.attributes[sc.CALL_CANCELLED] is True
     assert sc.ERROR_TYPE not in span.attributes
+
+
+def test_raw_stream_parsed_then_dropped_keeps_its_call(instrument, telemetry, client):
+    """LiteLLM's way: ``parse()`` a raw streamed response, drop the raw response, then read."""
+    instrument()
+    raw = client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
+    stream = raw.parse()
+    del raw
+    gc.collect()
+    assert not llm_spans(telemetry)  # still open: the stream has not been read
+    chunks = list(stream)
+    span = only_span(telemetry)
+    assert span.attributes[sc.RESPONSE_ID] == chunks[0].id
+    assert span.attributes[sc.USAGE_OUTPUT_TOKENS] > 0
+    assert sc.CALL_CANCELLED not in span.attributes
+
+
+def test_responses_stream_left_early_keeps_its_id_and_model(instrument, telemetry, client):
+    instrument()
+    stream = client.responses.create(model="gpt-4o-mini", input="Say hello", stream=True)
+    first = next(iter(stream))
+    assert first.type == "response.created"
+    stream.close()
+    span = only_span(telemetry)
+    assert span.attributes[sc.RESPONSE_ID] == first.response.id
+    assert span.attributes[sc.RESPONSE_MODEL] == first.response.model
+    assert span.attributes[sc.CALL_CANCELLED] is True

@@ -218,7 +218,8 @@ class LegacyRawResponse(wrapt.ObjectProxy):  # type: ignore[misc]
         super().__init__(response)
         self._self_plan = plan
         self._self_stream: Any = None
-        weakref.finalize(self, plan.call.end)  # never parsed or closed: end it when collected
+        # never parsed or closed: end it when collected (a parsed stream's proxy takes over)
+        self._self_finalizer = weakref.finalize(self, plan.call.end)
 
     def parse(self, *args: Any, **kwargs: Any) -> Any:
         parsed = self.__wrapped__.parse(*args, **kwargs)
@@ -267,6 +268,7 @@ def _parsed(proxy: Any, parsed: Any, custom_type: bool, is_async: bool) -> Any:
         elif plan.stream:
             if proxy._self_stream is None:
                 proxy._self_stream = wrap_stream(plan, parsed, is_async)
+                proxy._self_finalizer.detach()  # LiteLLM parses, then drops the raw response
             return proxy._self_stream
         else:
             plan.record(parsed)

@@ -344,6 +344,9 @@ def _responses_event_handler(plan: _OpenAIPlan) -> Callable[[Any], bool]:
             call.chunk()
         elif kind in _RESPONSE_DONE_EVENTS:
             _record_response(call, get(event, "response"))
+        elif kind == "response.created":  # id and model known from the start, for a stream left early
+            response = get(event, "response")
+            call.set_response(model=get(response, "model"), response_id=get(response, "id"))
         return False
 
     return on_event
