@@ -236,3 +236,43 @@ def test_messages_that_are_not_asgi_pass_as_they_are(telemetry: Any, messages: l
     assert sent == bare
     (point,) = telemetry.points(sc.METRIC_SERVER_REQUEST_DURATION[0])
     assert point.count == 1
+
+
+@settings(max_examples=150, deadline=None)
+@given(chunks=st.integers(1, 8), compact=st.booleans(), usage_null=st.booleans(), usage_on_last_choice=st.booleans(),
+       crlf=st.booleans(), cuts=st.lists(st.integers(0, 5000), max_size=10), prompt=st.integers(0, 10**6),
+       completion=st.integers(0, 10**6), reason=st.sampled_from(["stop", "length", "tool_calls"]))
+def test_openai_stream_reading_matches_a_full_parse(chunks: int, compact: bool, usage_null: bool,
+                                                    usage_on_last_choice: bool, crlf: bool, cuts: list[int],
+                                                    prompt: int, completion: int, reason: str) -> None:
+    """The cheap per-chunk reader finds what parsing every event would find, whatever the spacing,
+    where the usage sits (its own chunk or the last choice chunk, null before), line ends and cuts."""
+    from otel_llm.server._parse import ResponseFields, SSEReader
+
+    separators = (",", ":") if compact else (", ", ": ")
+    usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    base = {"id": "chatcmpl-x", "object": "chat.completion.chunk", "model": "served-model"}
+    events = []
+    for index in range(chunks):
+        last = index == chunks - 1
+        event: dict[str, Any] = {**base, "choices": [{"index": 0, "delta": {"content": f"w{index} \"error\": 1"},
+                                                      "finish_reason": reason if last else None}]}
+        if usage_null:
+            event["usage"] = None
+        if last and usage_on_last_choice:
+            event["usage"] = usage
+        events.append(event)
+    if not usage_on_last_choice:
+        events.append({**base, "choices": [], "usage": usage})
+    stream = b"".join(b"data: " + json.dumps(e, separators=separators).encode() + b"\n\n" for e in events)
+    stream += b"data: [DONE]\n\n"
+    if crlf:
+        stream = stream.replace(b"\n", b"\r\n")
+    fields = ResponseFields()
+    reader = SSEReader("chat_completions", fields)
+    first_token_pieces = [reader.feed(piece) for piece in _split(stream, cuts)]
+    reader.feed(b"\n\n")
+    assert sum(first_token_pieces) == 1 and reader.first_token
+    assert (fields.input_tokens, fields.output_tokens) == (prompt, completion)
+    assert fields.finish_reasons == [reason]
+    assert fields.model == "served-model" and fields.error_type is None

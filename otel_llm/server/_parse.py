@@ -327,7 +327,8 @@ class SSEReader:
     def feed(self, data: bytes) -> bool:
         if not data:
             return False
-        if not self._buffer and not self._cr and not self._skipping and data.find(b"\n\n") == len(data) - 2:
+        if (not self._buffer and not self._cr and not self._skipping and data.endswith(b"\n\n")
+                and data.find(b"\n\n") == len(data) - 2):
             # the usual piece: exactly one whole event, LF line ends
             had_token = self.first_token
             self._event(data[:-2])
