@@ -19,10 +19,9 @@ pytestmark = [
     covers(4, "LiteLLM calls the openai client's generic post() for /chat/completions, which was not "
               "instrumented (no span)"),
 ]
-# Its streams: LiteLLM calls parse() on the raw response and drops it, keeping only the stream.
-STREAM_ENDED_EARLY = pytest.mark.xfail(
-    strict=True, reason="issue 9 point 4, streams: the span ends when LiteLLM drops the raw response after "
-                        "parse(), before the first chunk (no response id, model or tokens)")
+# Its streams: LiteLLM calls parse() on the raw response and drops it, keeping only the stream (the
+# span used to end there, before the first chunk).
+STREAM_ENDED_EARLY = covers(4, "LiteLLM drops the raw response after parse(): the stream's proxy owns the call")
 
 PROMPT = [{"role": "user", "content": "Say hello there"}]
 WEATHER = [{"role": "user", "content": "What is the weather in Paris?"}]
