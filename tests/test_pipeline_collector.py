@@ -503,7 +503,7 @@ def _check(pipeline: Pipeline, scheme: str) -> tuple[int, dict[str, Any], str]:
         command = [sys.executable, "-m", "otel_llm.cli", "check", "--prometheus-url", prom.url,
                    "--job", pipeline.services["grpc"], "--service-name", f"pipe-check-{scheme}-{pipeline.run}",
                    "--otlp-endpoint", "http://127.0.0.1:4317", "--otlp-protocol", "grpc", "--require-exemplars",
-                   "--json"]
+                   "--jaeger-url", pipeline.jaeger.url, "--json"]
         done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=240)
         _CHECKS[scheme] = (done.returncode, json.loads(done.stdout or "{}"), done.stderr)
     return _CHECKS[scheme]
@@ -529,13 +529,13 @@ def test_otel_llm_check_metric_steps_pass_with_prometheus_3_in_mimirs_place(pipe
     assert schemes and len(schemes) == 1, steps["metric families"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "otel-llm check fails its 'scrape target' step on an OTLP-push pipeline: the job has no scrape target "
-    "(metrics came through the collector), so check exits 1 against the shipped otelcol.yaml"))
 def test_otel_llm_check_passes_against_this_pipeline(pipeline: Pipeline) -> None:
+    """The whole check, Jaeger step included: its canary goes through the collector's tail sampling to Jaeger."""
     code, result, _err = _check(pipeline, "suffixes")
-    failed = {name: step["summary"] for name, step in _steps(result).items() if step["status"] == "fail"}
+    steps = _steps(result)
+    failed = {name: step["summary"] for name, step in steps.items() if step["status"] == "fail"}
     assert code == 0 and not failed, failed
+    assert steps["jaeger"]["status"] == "pass", steps["jaeger"]
 
 
 @contextmanager
