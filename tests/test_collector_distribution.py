@@ -270,12 +270,7 @@ def test_the_distribution_reports_the_release_and_modules_of_go_mod(components: 
 # Shipped configs the real collector rejects today: the error validate gives, and why. Such a
 # config must keep failing with exactly that error (then the test is an expected failure); once
 # it is fixed the test fails until its entry here goes.
-KNOWN_BROKEN = {
-    "otelcol-loadbalancer.yaml": (
-        "'port' expected type 'string', got unconvertible type 'int'",
-        "loadbalancing exporter: resolver.dns.port is a string in contrib 0.161.0; the config says `port: 4317`",
-    ),
-}
+KNOWN_BROKEN: dict[str, tuple[str, str]] = {}  # none today (otelcol-loadbalancer.yaml's dns port was an int)
 
 
 @pytest.mark.slow
