@@ -27,7 +27,6 @@ CLIENT_ERROR_TYPES = frozenset({
     "ContentTooLargeError",  # 413
     "PaymentRequiredError",  # 402: the account's fault
     "ClientClosedRequestError",  # 499
-    "CancelledError",  # the caller cancelled
 })
 
 
