@@ -616,11 +616,7 @@ class Checker:
                              "endpoint: 0.0.0.0:4317 is set; or allow more time (--wait)", data=data)
         details = [f"found by TraceQL after {waited:.0f}s ({attempts} searches)"]
         if llm:
-            attributes = llm[0]["attributes"]
-            shown = {k: attributes[k] for k in ("gen_ai.provider.name", "gen_ai.request.model",
-                                                 "gen_ai.response.model", "gen_ai.usage.input_tokens",
-                                                 "gen_ai.usage.output_tokens") if k in attributes}
-            details.append(f"span {llm[0]['name']!r}: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
+            details.append(_llm_span_summary(llm[0]))
             return Step(name, PASS, f"canary trace {trace_id} found by TraceQL on gen_ai.* attributes", queries,
                         details=details, data=data)
         return Step(name, WARN, f"canary trace {trace_id} found by search, but fetching it by id answered "
@@ -689,11 +685,7 @@ class Checker:
                              "time (--wait)", data=data)
         details = [f"found by a search on gen_ai.* tags after {waited:.0f}s ({attempts} searches)"]
         if llm:
-            attributes = llm[0]["attributes"]
-            shown_attributes = {k: attributes[k] for k in ("gen_ai.provider.name", "gen_ai.request.model",
-                                                            "gen_ai.response.model", "gen_ai.usage.input_tokens",
-                                                            "gen_ai.usage.output_tokens") if k in attributes}
-            details.append(f"span {llm[0]['name']!r}: " + ", ".join(f"{k}={v}" for k, v in shown_attributes.items()))
+            details.append(_llm_span_summary(llm[0]))
             return Step(name, PASS, f"canary trace {trace_id} found in Jaeger by gen_ai.* tags", queries,
                         details=details, data=data)
         return Step(name, WARN, f"canary trace {trace_id} found by search, but fetching it by id answered "
@@ -894,6 +886,14 @@ def _jaeger_traces(answer: _Answer) -> list[dict[str, Any]] | None:
         return None
     return [t for t in body.get("data") or [] if isinstance(t, dict)]
 
+
+
+def _llm_span_summary(span: dict[str, Any]) -> str:
+    """One line for a found canary span: its name and the gen_ai.* attributes the dashboards group by."""
+    attributes = span["attributes"]
+    shown = {k: attributes[k] for k in ("gen_ai.provider.name", "gen_ai.request.model", "gen_ai.response.model",
+                                        "gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens") if k in attributes}
+    return f"span {span['name']!r}: " + ", ".join(f"{k}={v}" for k, v in shown.items())
 
 def _jaeger_search_hit(answer: _Answer, trace_id: str) -> bool:
     return any(_normal_trace_id(t.get("traceID")) == _normal_trace_id(trace_id) for t in _jaeger_traces(answer) or [])
