@@ -35,9 +35,9 @@ _PRICE_PROVIDER_IDS = {
     semconv.PROVIDER_AZURE_OPENAI: "azure",
     "x_ai": "x-ai",
     "mistral_ai": "mistral",
-    "gcp.gemini": "google",
-    "gcp.vertex_ai": "google",
-    "aws.bedrock": "aws",
+    semconv.PROVIDER_GCP_GEMINI: "google",
+    semconv.PROVIDER_GCP_VERTEX_AI: "google",
+    semconv.PROVIDER_AWS_BEDROCK: "aws",
 }
 
 

@@ -20,6 +20,9 @@ OP_GENERATE_CONTENT = "generate_content"
 PROVIDER_OPENAI = "openai"
 PROVIDER_AZURE_OPENAI = "azure.ai.openai"
 PROVIDER_ANTHROPIC = "anthropic"
+PROVIDER_GCP_GEMINI = "gcp.gemini"
+PROVIDER_GCP_VERTEX_AI = "gcp.vertex_ai"
+PROVIDER_AWS_BEDROCK = "aws.bedrock"
 
 # Span and metric attributes.
 OPERATION_NAME = "gen_ai.operation.name"

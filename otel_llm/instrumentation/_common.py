@@ -19,7 +19,7 @@ _KNOWN_HOSTS = {
     "api.deepseek.com": "deepseek",
     "api.x.ai": "x_ai",
     "api.mistral.ai": "mistral_ai",
-    "generativelanguage.googleapis.com": "gcp.gemini",
+    "generativelanguage.googleapis.com": sc.PROVIDER_GCP_GEMINI,
     "api.perplexity.ai": "perplexity",
 }
 _KNOWN_SUFFIXES = {

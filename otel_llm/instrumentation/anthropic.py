@@ -56,12 +56,12 @@ _PARAMS = (
 )
 # Which provider an Anthropic client class talks to, when not the Anthropic API.
 _CLIENT_PROVIDERS = {
-    "AnthropicBedrock": "aws.bedrock",
-    "AsyncAnthropicBedrock": "aws.bedrock",
-    "AnthropicAWS": "aws.bedrock",
-    "AsyncAnthropicAWS": "aws.bedrock",
-    "AnthropicVertex": "gcp.vertex_ai",
-    "AsyncAnthropicVertex": "gcp.vertex_ai",
+    "AnthropicBedrock": sc.PROVIDER_AWS_BEDROCK,
+    "AsyncAnthropicBedrock": sc.PROVIDER_AWS_BEDROCK,
+    "AnthropicAWS": sc.PROVIDER_AWS_BEDROCK,
+    "AsyncAnthropicAWS": sc.PROVIDER_AWS_BEDROCK,
+    "AnthropicVertex": sc.PROVIDER_GCP_VERTEX_AI,
+    "AsyncAnthropicVertex": sc.PROVIDER_GCP_VERTEX_AI,
 }
 
 
