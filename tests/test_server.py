@@ -260,9 +260,12 @@ def test_openai_json_tokens_model_finish_and_cost_equal_what_the_client_parsed(t
         served.wait_finished(1)
     assert tokens(served) == {"input": result.usage.prompt_tokens, "output": result.usage.completion_tokens}
     (duration,) = served.points(sc.METRIC_SERVER_REQUEST_DURATION)
+    port = int(served.base.rsplit(":", 1)[1])
     assert attrs(duration) == {
         sc.OPERATION_NAME: "chat", sc.PROVIDER_NAME: "openai", sc.HTTP_ROUTE: "/v1/chat/completions",
         sc.REQUEST_MODEL: "priced-model", sc.RESPONSE_MODEL: result.model,
+        # as the client addressed the server: the client side's server.address and server.port
+        sc.SERVER_ADDRESS: "127.0.0.1", sc.SERVER_PORT: port,
     }
     assert served.points(sc.METRIC_SERVER_TIME_TO_FIRST_TOKEN) == []  # not a stream
     (span,) = server_spans(telemetry)
@@ -762,3 +765,94 @@ def test_under_opentelemetry_instrument_both_instrumentors_one_span(telemetry: A
     assert spans[1].attributes[sc.RESPONSE_FINISH_REASONS] == ("stop",)
     durations = telemetry.points(sc.METRIC_SERVER_REQUEST_DURATION[0])
     assert sum(p.count for p in durations) == 2
+
+
+# --- recorded once, wherever the middleware sits ---------------------------------------------------
+
+
+def test_wrapped_by_hand_and_by_the_instrumentor_records_once(telemetry: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An app the service wraps by hand (``app = LLMServerMiddleware(app)``) while
+    ``OTEL_LLM_SERVER_INSTRUMENTATION=true`` adds the middleware again inside it: one request, one record."""
+    from otel_llm.server.instrumentor import LLMServerInstrumentor
+
+    monkeypatch.setenv(sc.ENV_SERVER_INSTRUMENTATION, "true")
+    instrumentor = LLMServerInstrumentor()
+    instrumentor.instrument(tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider)
+    try:
+        recorder = ServerRecorder(tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider)
+        app = LLMServerMiddleware(make_app(), recorder=recorder)
+        with serving(app) as base:
+            client = openai.OpenAI(base_url=base + "/v1", api_key=API_KEY, max_retries=0, timeout=10)
+            client.chat.completions.create(model="m-json", messages=MESSAGES)
+            list(client.chat.completions.create(model="m-sse", messages=MESSAGES, stream=True))
+            deadline = time.monotonic() + 5
+            while len(server_spans(telemetry)) < 2 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            time.sleep(0.2)
+    finally:
+        instrumentor.uninstrument()
+    durations = telemetry.points(sc.METRIC_SERVER_REQUEST_DURATION[0])
+    assert sum(p.count for p in durations) == 2
+    assert len(server_spans(telemetry)) == 2
+    assert recorder.active_requests.total() == 0
+
+
+def test_a_request_the_app_makes_in_process_to_another_served_app_is_recorded_too(telemetry: Any) -> None:
+    """A gateway app that forwards to an in-process upstream app (both with the middleware): two
+    requests, two records, the upstream's span a descendant of the gateway's."""
+    upstream = make_app()
+    instrument_app(upstream, tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider)
+    gateway = fastapi.FastAPI()
+
+    @gateway.post("/v1/chat/completions")
+    async def forward(request: Request) -> Response:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=upstream), base_url="http://upstream") as http:
+            answer = await http.post("/v1/chat/completions", content=await request.body(),
+                                     headers={"content-type": "application/json"})
+        return Response(answer.content, answer.status_code, media_type="application/json")
+
+    instrument_app(gateway, tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider)
+    with serving(gateway) as base:
+        client = openai.OpenAI(base_url=base + "/v1", api_key=API_KEY, max_retries=0, timeout=10)
+        result = client.chat.completions.create(model="m-json", messages=MESSAGES)
+        deadline = time.monotonic() + 5
+        while len(server_spans(telemetry)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    spans = server_spans(telemetry)
+    assert len(spans) == 2
+    by_address = {s.attributes[sc.SERVER_ADDRESS]: s for s in spans}
+    assert set(by_address) == {"127.0.0.1", "upstream"}
+    assert by_address["upstream"].context.trace_id == by_address["127.0.0.1"].context.trace_id
+    assert all(s.attributes[sc.USAGE_OUTPUT_TOKENS] == result.usage.completion_tokens for s in spans)
+
+
+@pytest.mark.parametrize(("headers", "server", "expected"), [
+    ([(b"host", b"api.internal:8443")], ("10.0.0.5", 8000), ("api.internal", 8443)),
+    ([(b"Host", b"LLM.Example.com")], None, ("llm.example.com", None)),
+    ([(b"host", b"[::1]:9000")], None, ("::1", 9000)),
+    ([(b"host", b"[::1]")], None, ("::1", None)),
+    ([(b"host", b"h:notaport")], None, ("h", None)),
+    ([(b"host", b"")], ("127.0.0.1", 8000), ("127.0.0.1", 8000)),
+    ([], ("127.0.0.1", 8000), ("127.0.0.1", 8000)),
+    ([], None, None),
+    ([], "unix-socket", None),
+])
+def test_server_address_is_the_host_the_client_addressed(headers: Any, server: Any, expected: Any) -> None:
+    from otel_llm.server.recorder import _server_of
+
+    assert _server_of(headers, server) == expected
+
+
+def test_server_addresses_beyond_the_limit_fold_into_other(telemetry: Any) -> None:
+    from otel_llm.server._routes import route_table
+
+    recorder = ServerRecorder(tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider,
+                              max_metric_values=2)
+    route = route_table(["/v1"])["/v1/chat/completions"]
+    for host in (b"a:1", b"b:1", b"c:1", b"a:1"):
+        request = recorder.start(route, "POST", [(b"host", host)])
+        assert request is not None
+        request.finish("completed")
+    seen = [(p.attributes.get(sc.SERVER_ADDRESS), p.attributes.get(sc.SERVER_PORT), p.count)
+            for p in telemetry.points(sc.METRIC_SERVER_REQUEST_DURATION[0])]
+    assert sorted(seen, key=str) == sorted([("a", 1, 2), ("b", 1, 1), ("_OTHER", None, 1)], key=str)

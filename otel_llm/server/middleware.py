@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from contextvars import ContextVar
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -34,6 +35,11 @@ from .recorder import CANCELLED, COMPLETED, FAILED, ServerRecorder, ServerReques
 
 _perf_counter = time.perf_counter
 _READ_BEFORE_SENDING = 256 << 10  # bytes of a last body message read before it is sent (HTTP span mode)
+# (scope, span) of the request an outer LLMServerMiddleware is recording. An inner one passes the same
+# scope through (the app wrapped by hand and also by the instrumentor: recorded once); a request to
+# another app served in-process (a gateway calling its upstream over an ASGI transport) is its own,
+# under a span of its own, not the outer request's.
+_recording: ContextVar[tuple[Any, Any] | None] = ContextVar("otel_llm_server_recording", default=None)
 
 
 class LLMServerMiddleware:
@@ -71,14 +77,17 @@ class LLMServerMiddleware:
         self.max_response_bytes = max_response_bytes
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or (route := self.routes.get(scope.get("path"))) is None:
+        outer = _recording.get()
+        if (scope["type"] != "http" or (route := self.routes.get(scope.get("path"))) is None
+                or (outer is not None and outer[0] is scope)):
             await self.app(scope, receive, send)
             return
-        exchange = _Exchange.open(self, route, scope)
+        exchange = _Exchange.open(self, route, scope, None if outer is None else outer[1])
         if exchange is None:
             await self.app(scope, receive, send)
             return
         token = otel_context.attach(exchange.request.context) if exchange.request.own_span else None
+        recording = _recording.set((scope, exchange.request.span))
         try:
             await self.app(scope, exchange.receive(receive), exchange.send(send))
         except BaseException as exc:
@@ -87,6 +96,7 @@ class LLMServerMiddleware:
         else:
             exchange.close(None)
         finally:
+            _recording.reset(recording)
             if token is not None:
                 try:
                     otel_context.detach(token)
@@ -127,9 +137,10 @@ class _Exchange:
         self._broken = False  # our reading failed once: stop reading, keep timing
 
     @classmethod
-    def open(cls, middleware: LLMServerMiddleware, route: Route, scope: Any) -> _Exchange | None:
+    def open(cls, middleware: LLMServerMiddleware, route: Route, scope: Any, outer_span: Any) -> _Exchange | None:
         try:
-            request = middleware.recorder.start(route, scope.get("method", "POST"), scope.get("headers"))
+            request = middleware.recorder.start(route, scope.get("method", "POST"), scope.get("headers"),
+                                                scope.get("server"), outer_span)
             return None if request is None else cls(middleware, route, request)
         except Exception:
             report_internal_error("LLMServerMiddleware open")

@@ -99,11 +99,15 @@ class ServerRecorder:
         self.request_models = ValueLimit(sc.REQUEST_MODEL, limit)
         self.response_models = ValueLimit(sc.RESPONSE_MODEL, limit)
         self.error_types = ValueLimit(sc.ERROR_TYPE, limit)
+        self.servers = ValueLimit(sc.SERVER_ADDRESS, limit)  # (address, port) pairs
 
-    def start(self, route: Any, method: str, headers: Sequence[tuple[bytes, bytes]] | None) -> ServerRequest | None:
-        """A request to ``route`` arrived. None only if our own code failed (the request goes on)."""
+    def start(self, route: Any, method: str, headers: Sequence[tuple[bytes, bytes]] | None,
+              server: Any = None, outer_span: Any = None) -> ServerRequest | None:
+        """A request to ``route`` arrived (``server``: the ASGI scope's (host, port) of the socket;
+        ``outer_span``: the span of a request being served around this one in-process, never ours
+        to annotate). None only if our own code failed (the request goes on)."""
         try:
-            return ServerRequest(self, route, method, headers)
+            return ServerRequest(self, route, method, headers, server, outer_span)
         except Exception:
             report_internal_error("ServerRecorder.start")
             return None
@@ -130,6 +134,25 @@ class _HeaderGetter:
 _GETTER = _HeaderGetter()
 
 
+def _server_of(headers: Sequence[tuple[bytes, bytes]] | None, server: Any) -> tuple[str, int | None] | None:
+    """(server.address, server.port) as the client addressed it: the Host header, as the HTTP server
+    conventions take it (so it matches the client side's server.address); else the socket's."""
+    for name, value in headers or ():
+        if name.lower() == b"host":
+            host = value.decode("latin-1").strip()
+            if host.startswith("["):  # [::1]:8000
+                address, _, rest = host[1:].partition("]")
+                port = rest[1:] if rest.startswith(":") else ""
+            else:
+                address, _, port = host.rpartition(":") if host.count(":") == 1 else (host, "", "")
+            if address:
+                return address.lower(), int(port) if port.isdigit() else None
+            break
+    if isinstance(server, (tuple, list)) and len(server) == 2 and server[0]:
+        return str(server[0]), server[1] if isinstance(server[1], int) else None
+    return None
+
+
 def _is_http_server_span(span: Any) -> bool:
     return span.is_recording() and getattr(span, "kind", None) is SpanKind.SERVER
 
@@ -140,13 +163,23 @@ class ServerRequest:
     __slots__ = (
         "_recorder", "route", "span", "own_span", "context", "_start", "_open", "model", "stream",
         "_request_attributes", "status", "is_stream", "_stream_attributes", "time_to_first_token",
-        "duration", "outcome", "error_type", "cost",
+        "duration", "outcome", "error_type", "cost", "base_attributes",
     )
 
     def __init__(self, recorder: ServerRecorder, route: Any, method: str,
-                 headers: Sequence[tuple[bytes, bytes]] | None) -> None:
+                 headers: Sequence[tuple[bytes, bytes]] | None, server: Any = None, outer_span: Any = None) -> None:
         self._recorder = recorder
         self.route = route
+        # the route's attributes and the server's, on every metric of this request
+        self.base_attributes = base = dict(route.base_attributes)
+        found = _server_of(headers, server)
+        if found is not None:
+            if recorder.servers.admits(found):
+                base[sc.SERVER_ADDRESS] = found[0]
+                if found[1] is not None:
+                    base[sc.SERVER_PORT] = found[1]
+            else:
+                base[sc.SERVER_ADDRESS] = OTHER_VALUE
         self._start = time.perf_counter()
         self._open = [True]  # list.pop() is atomic: ends the request exactly once
         self.model: str | None = None
@@ -161,19 +194,21 @@ class ServerRequest:
         self.error_type: str | None = None
         self.cost: float | None = None
         current = trace.get_current_span()
-        if _is_http_server_span(current):  # opentelemetry-instrumentation-asgi/fastapi made it: ours goes on it
+        if current is not outer_span and _is_http_server_span(current):
+            # opentelemetry-instrumentation-asgi/fastapi made it for this request: ours goes on it
             self.span = current
             self.own_span = False
             self.context = otel_context.get_current()
         else:
-            parent = propagate.extract(headers or [], getter=_GETTER)
+            # the caller's trace context from the headers; without one, whatever is current (an in-process caller)
+            parent = propagate.extract(headers or [], otel_context.get_current(), getter=_GETTER)
             self.span = recorder.tracer.start_span(
                 route.operation, context=parent, kind=SpanKind.SERVER,
-                attributes={**route.base_attributes, sc.HTTP_REQUEST_METHOD: method},
+                attributes={**base, sc.HTTP_REQUEST_METHOD: method},
             )
             self.own_span = True
             self.context = trace.set_span_in_context(self.span, parent)
-        recorder.active_requests.add(route.base_attributes, 1)
+        recorder.active_requests.add(base, 1)
 
     def set_request(self, model: str | None, stream: bool | None, attributes: Mapping[str, Any]) -> None:
         """What the request body said (the model, stream, parameters)."""
@@ -189,7 +224,7 @@ class ServerRequest:
             self.status = status
             if is_stream and self._open:
                 self.is_stream = True
-                attributes = dict(self.route.base_attributes)
+                attributes = dict(self.base_attributes)
                 if self.model:
                     attributes[sc.REQUEST_MODEL] = self._recorder.request_models(self.model)
                 self._stream_attributes = attributes
@@ -287,14 +322,14 @@ class ServerRequest:
         recorder = self._recorder
         route = self.route
         self.duration = duration = time.perf_counter() - self._start
-        recorder.active_requests.add(route.base_attributes, -1)
+        recorder.active_requests.add(self.base_attributes, -1)
         if self._stream_attributes is not None:
             recorder.active_streams.add(self._stream_attributes, -1)
         outcome, error = self._verdict(outcome, response, exc, error)
         self.outcome, self.error_type = outcome, error
         span_attributes = self._span_attributes(outcome, error, response)
 
-        metric = dict(route.base_attributes)
+        metric = dict(self.base_attributes)
         if self.model:
             metric[sc.REQUEST_MODEL] = recorder.request_models(self.model)
         if response is not None and response.model:
@@ -318,7 +353,7 @@ class ServerRequest:
                     recorder.time_per_output_token.record(
                         max(duration - ttft, 0.0) / (output_tokens - 1), metric, context
                     )
-            recorder.streams.add({**route.base_attributes, sc.STREAM_OUTCOME: outcome}, 1)
+            recorder.streams.add({**self.base_attributes, sc.STREAM_OUTCOME: outcome}, 1)
         if error is not None:
             metric[sc.ERROR_TYPE] = error
         recorder.duration.record(duration, metric, context)
