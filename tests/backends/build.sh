@@ -2,7 +2,7 @@
 # Builds the real backends the pipeline tests run against, from their Go modules:
 #   Prometheus 3 (github.com/prometheus/prometheus/cmd/prometheus) and Jaeger v2 (github.com/jaegertracing/jaeger/cmd/jaeger).
 #
-#   tests/backends/build.sh [OUTDIR]      # OUTDIR default: $OTEL_LLM_BACKENDS_DIR or ~/.cache/otel-llm/backends
+#   tests/backends/build.sh [OUTDIR]      # OUTDIR default: $OTEL_LLM_BACKENDS_DIR or ${XDG_CACHE_HOME:-~/.cache}/otel-llm/backends
 #
 # Binaries are cached by version (OUTDIR/prometheus-<version>, OUTDIR/jaeger-<version>): a second run with
 # the same versions builds nothing. Progress goes to stderr; stdout is only KEY=path lines, so CI can do
@@ -12,7 +12,7 @@ set -euo pipefail
 
 PROMETHEUS_VERSION="${PROMETHEUS_VERSION:-v0.316.0}"   # = Prometheus 3.16.0
 
-OUTDIR="${1:-${OTEL_LLM_BACKENDS_DIR:-$HOME/.cache/otel-llm/backends}}"
+OUTDIR="${1:-${OTEL_LLM_BACKENDS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/otel-llm/backends}}"
 mkdir -p "$OUTDIR"
 OUTDIR="$(cd "$OUTDIR" && pwd)"
 export GOFLAGS="${GOFLAGS:--buildvcs=false}"

@@ -15,7 +15,7 @@ cleaned up by ``stop()`` / the context manager / the fixtures below.
 
 Binaries: ``$PROMETHEUS3_BIN`` / ``$JAEGER_BIN`` (``.ci/run`` exports them from build.sh), else the newest
 ``prometheus-v*`` / ``jaeger-v*`` in build.sh's cache directory (``$OTEL_LLM_BACKENDS_DIR`` or
-``~/.cache/otel-llm/backends``). Neither: the test is skipped and says how to build them. A variable
+``${XDG_CACHE_HOME:-~/.cache}/otel-llm/backends``). Neither: the test is skipped and says how to build them. A variable
 that names a missing file is an error, not a skip.
 """
 
@@ -59,7 +59,8 @@ BUILD_HINT = "build it with tests/backends/build.sh (Go >= 1.26 and its module p
 
 def backends_dir() -> Path:
     """build.sh's default output directory."""
-    return Path(os.environ.get("OTEL_LLM_BACKENDS_DIR") or Path.home() / ".cache" / "otel-llm" / "backends")
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(os.environ.get("OTEL_LLM_BACKENDS_DIR") or Path(cache) / "otel-llm" / "backends")
 
 
 def _version_key(path: Path) -> tuple[int, ...]:
