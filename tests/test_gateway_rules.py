@@ -1,4 +1,4 @@
-"""Token efficiency is a recording rule (README, "Gateway metrics"), not a new metric: promtool accepts it
+"""Token efficiency is a recording rule (docs/gateway.md), not a new metric: promtool accepts it
 and a real Prometheus records output/input tokens from a scrape of the fallback endpoint."""
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ RECORD = "gen_ai:client_token_efficiency:ratio_rate5m"
 
 
 def readme_rule() -> dict:
-    text = (REPO / "README.md").read_text()
+    text = (REPO / "docs" / "gateway.md").read_text()
     block = re.search(r"```yaml\n(# token efficiency.*?)```", text, re.S)
-    assert block, "the README's Gateway metrics section lost its token-efficiency rule"
+    assert block, "docs/gateway.md lost its token-efficiency rule"
     return yaml.safe_load(block.group(1))
 
 
@@ -41,7 +41,7 @@ def test_prometheus_records_token_efficiency(prometheus_factory):
     rules = readme_rule()
     assert [r["record"] for g in rules["groups"] for r in g["rules"]] == [RECORD]
     for group in rules["groups"]:
-        group["interval"] = "1s"  # evaluate every second here (1m in the README)
+        group["interval"] = "1s"  # evaluate every second here (1m in docs/gateway.md)
     pipeline = Pipeline.create()
     stop = threading.Event()
 
