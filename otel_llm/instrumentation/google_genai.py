@@ -233,8 +233,10 @@ def _config_attributes(config: Any) -> dict[str, Any] | None:
 
 
 def _count(*values: Any) -> int | None:
-    """The sum of the counts given (non-counts ignored); None when there is none."""
-    counts = [v for v in values if isinstance(v, int) and not isinstance(v, bool)]
+    """The sum of the counts given (non-counts ignored; Vertex AI's embedding statistics count in
+    floats); None when there is none."""
+    counts = [int(v) for v in values
+              if (type(v) is int) or (type(v) is float and v.is_integer() and v >= 0)]
     return sum(counts) if counts else None
 
 
