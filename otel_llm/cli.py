@@ -231,7 +231,7 @@ def _demo_upstream(sim: Any) -> Any:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from .demo.summary import LiveSummary
+    from .demo.summary import LiveSummary, ServedSummary
     from .demo.upstream import LatencyProfile, UpstreamSimulator
     from .demo.workload import TrafficLoop, Workload
     from .sdk import ConfigError, configure
@@ -271,6 +271,10 @@ def run_demo(args: argparse.Namespace) -> int:
     summary = LiveSummary(window=10.0)
     recorder = telemetry.recorder
     recorder.add_listener(summary)
+    served_recorder = getattr(getattr(upstream, "asgi", None), "recorder", None)  # the middleware's, when served
+    served = ServedSummary(window=10.0) if served_recorder is not None else None
+    if served is not None:
+        served_recorder.add_listener(served)
     client = openai.OpenAI(base_url=upstream.base_url, api_key="sk-demo-not-a-real-key", max_retries=0, timeout=30)
     loop = TrafficLoop(client, Workload(seed=args.seed), rate=args.rate, concurrency=args.concurrency)
     gateway = None
@@ -292,8 +296,8 @@ def run_demo(args: argparse.Namespace) -> int:
             return 2
 
     print("otel-llm demo", flush=True)
-    served = " (ASGI, server-side telemetry)" if upstream is not getattr(upstream, "sim", upstream) else ""
-    print(f"  upstream (OpenAI-compatible simulator)  {upstream.base_url}{served}")
+    served_note = " (ASGI, server-side telemetry)" if served is not None else ""
+    print(f"  upstream (OpenAI-compatible simulator)  {upstream.base_url}{served_note}")
     print(f"  Prometheus metrics                      {telemetry.prometheus_url}")
     if otlp_endpoint:
         print(f"  OTLP push ({telemetry.otlp_protocol})                   {otlp_endpoint}")
@@ -315,6 +319,8 @@ def run_demo(args: argparse.Namespace) -> int:
             pause = args.interval if deadline is None else min(args.interval, max(0.0, deadline - time.monotonic()))
             time.sleep(pause)
             print(summary.snapshot().line(), flush=True)
+            if served is not None:
+                print(served.line(), flush=True)
     except KeyboardInterrupt:
         print("stopping...", flush=True)
     finally:
@@ -327,6 +333,9 @@ def run_demo(args: argparse.Namespace) -> int:
         upstream.stop()
     print(f"done: {final.total_requests} calls, {final.total_errors} failed, "
           f"{final.total_tokens} tokens, ${final.total_cost_usd:.4f}", flush=True)
+    if served is not None:
+        print(f"served: {served.total_requests} requests ({served.total_streams} streamed), "
+              f"{served.total_errors} failed, by the upstream simulator", flush=True)
     return 0 if final.total_requests > final.total_errors else 1
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -50,6 +51,12 @@ def test_demo_runs_the_whole_path(prometheus_factory, otlp_receiver):
     assert f"http://127.0.0.1:{port}/metrics" in stdout
     assert "req/s" in stdout and "tokens/min" in stdout
     assert "done:" in stdout
+    # both sides of every call: the simulator served at least every call the client made
+    calls = int(re.search(r"^done: (\d+) calls", stdout, re.M).group(1))
+    served = re.search(r"^served: (\d+) requests \((\d+) streamed\)", stdout, re.M)
+    assert served is not None, stdout
+    assert int(served.group(1)) >= calls > 0 and int(served.group(2)) > 0
+    assert re.search(r"^  served +\d+\.\d req/s  TTFT p50 +\d+ms", stdout, re.M), stdout
     spans = otlp_receiver.wait_for(lambda r: [s for s in r.spans() if s["scope"] == "otel_llm"] or None)
     assert {s["resource"]["service.name"] for s in spans} == {"otel-llm-demo"}
     operations = {s["attributes"]["gen_ai.operation.name"] for s in spans}

@@ -8,6 +8,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from ..recorder import LLMCall
+from ..server.recorder import ServerRequest
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,44 @@ class LiveSummary:
             total_tokens=totals[2],
             total_cost_usd=totals[3],
         )
+
+
+class ServedSummary:
+    """The server side of the demo: the requests the simulator served (a ``ServerRecorder``
+    listener), over the last ``window`` seconds; time to first token is the streams'."""
+
+    def __init__(self, window: float = 10.0) -> None:
+        self.window = window
+        self._requests: deque[tuple[float, float | None, bool]] = deque()
+        self._lock = threading.Lock()
+        self._started = time.monotonic()
+        self.total_requests = 0
+        self.total_streams = 0
+        self.total_errors = 0
+
+    def __call__(self, request: ServerRequest) -> None:
+        failed = request.error_type is not None
+        with self._lock:
+            self._requests.append((time.monotonic(), request.time_to_first_token if request.is_stream else None, failed))
+            self.total_requests += 1
+            self.total_streams += request.is_stream
+            self.total_errors += failed
+
+    def line(self) -> str:
+        now = time.monotonic()
+        with self._lock:
+            while self._requests and self._requests[0][0] < now - self.window:
+                self._requests.popleft()
+            requests = list(self._requests)
+        span = max(min(self.window, now - self._started), 1e-9)
+        ttfts = [ttft for _, ttft, failed in requests if ttft is not None and not failed]
+
+        def ms(value: float | None) -> str:
+            return "-" if value is None else f"{value * 1000:.0f}ms"
+
+        return (f"  served {len(requests) / span:5.1f} req/s  TTFT p50 {ms(percentile(ttfts, 0.5)):>6}  "
+                f"p95 {ms(percentile(ttfts, 0.95)):>6}  errors {sum(1 for r in requests if r[2])}/{len(requests)}  "
+                f"total {self.total_requests} requests")
 
 
 # ---------------------------------------------------------------------- otel-llm traffic

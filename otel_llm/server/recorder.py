@@ -100,6 +100,16 @@ class ServerRecorder:
         self.response_models = ValueLimit(sc.RESPONSE_MODEL, limit)
         self.error_types = ValueLimit(sc.ERROR_TYPE, limit)
         self.servers = ValueLimit(sc.SERVER_ADDRESS, limit)  # (address, port) pairs
+        self._listeners: list[Any] = []
+
+    def add_listener(self, listener: Any) -> None:
+        """Call ``listener(request)`` with every :class:`ServerRequest` once it has ended (summaries);
+        a listener's errors are contained."""
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Any) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
 
     def start(self, route: Any, method: str, headers: Sequence[tuple[bytes, bytes]] | None,
               server: Any = None, outer_span: Any = None) -> ServerRequest | None:
@@ -370,6 +380,11 @@ class ServerRequest:
             span.end()
         elif span.is_recording():  # the HTTP span is still open (no complete response went out)
             span.set_attributes(span_attributes)
+        for listener in recorder._listeners:
+            try:
+                listener(self)
+            except Exception:
+                report_internal_error("ServerRecorder listener")
 
 
 def _status_class(status: int | None) -> str:
