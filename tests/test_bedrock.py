@@ -38,7 +38,7 @@ def make_client(server):
     return boto3.client(
         "bedrock-runtime", region_name="us-east-1", endpoint_url=server.url,
         aws_access_key_id="test", aws_secret_access_key="test",
-        config=Config(retries={"max_attempts": 1, "mode": "standard"}),
+        config=Config(retries={"total_max_attempts": 1, "mode": "standard"}),
     )
 
 
@@ -447,7 +447,7 @@ def test_other_services_and_operations_pass_through(instrument, telemetry, clien
     instrument()
     control_plane = boto3.client("bedrock", region_name="us-east-1", endpoint_url=server.url,
                                  aws_access_key_id="test", aws_secret_access_key="test",
-                                 config=Config(retries={"max_attempts": 1, "mode": "standard"}))
+                                 config=Config(retries={"total_max_attempts": 1, "mode": "standard"}))
     for request in (lambda: control_plane.list_foundation_models(),
                     lambda: client.count_tokens(modelId=NOVA, input={"converse": {"messages": MESSAGES}})):
         _raise(request)  # the loopback server has no such routes
