@@ -452,3 +452,35 @@ def test_other_services_and_operations_pass_through(instrument, telemetry, clien
                     lambda: client.count_tokens(modelId=NOVA, input={"converse": {"messages": MESSAGES}})):
         _raise(request)  # the loopback server has no such routes
     assert telemetry.spans() == []
+
+
+def test_entry_point_loads_the_instrumentor():
+    from importlib.metadata import entry_points
+
+    (entry,) = [e for e in entry_points(group="opentelemetry_instrumentor") if e.name == "otel_llm_bedrock"]
+    instrumentor_class = entry.load()
+    assert instrumentor_class is BedrockInstrumentor
+    from opentelemetry.instrumentation.dependencies import get_dependency_conflicts
+
+    assert get_dependency_conflicts(instrumentor_class().instrumentation_dependencies()) is None
+
+
+def test_a_bug_of_ours_never_reaches_the_caller(instrument, telemetry, client, monkeypatch):
+    from otel_llm.instrumentation import bedrock
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("bug in otel-llm")
+
+    instrument()
+    monkeypatch.setattr(bedrock, "_record_converse", broken)
+    monkeypatch.setattr(bedrock, "_chunk_text", broken)
+    response = client.converse(modelId=NOVA, messages=MESSAGES)
+    assert response["output"]["message"]["content"] == [{"text": wire.TEXT}]
+    events = list(client.converse_stream(modelId=NOVA, messages=MESSAGES)["stream"])
+    assert len(events) == len(wire.converse_stream_events(cached=False))
+    invoked = list(client.invoke_model_with_response_stream(modelId=CLAUDE, body=b"{}")["body"])
+    assert len(invoked) == len(wire.invoke_stream_chunks(CLAUDE))
+    monkeypatch.setattr(bedrock, "_converse_attributes", broken)  # fails before the request: passed through
+    assert client.converse(modelId=NOVA, messages=MESSAGES)["stopReason"] == "end_turn"
+    spans = telemetry.spans()
+    assert len(spans) == 3 and all(s.end_time is not None for s in spans)

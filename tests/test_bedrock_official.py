@@ -209,3 +209,24 @@ def test_metric_attributes_cost_and_propagation(runs):
     # the official instrumentation injects X-Ray trace context into the request; ours changes nothing sent
     assert "X-Amzn-Trace-Id" in official.headers[NOVA]
     assert "X-Amzn-Trace-Id" not in ours.headers[NOVA] and "traceparent" not in ours.headers[NOVA]
+
+
+def test_both_on_at_once_two_spans_and_an_unchanged_response():
+    """``opentelemetry-instrument`` with both installed loads both: each records its own span."""
+    telemetry = Telemetry()
+    ours, official = BedrockInstrumentor(), BotocoreInstrumentor()
+    with BedrockServer() as server:
+        client = boto3.client("bedrock-runtime", region_name="us-east-1", endpoint_url=server.url,
+                              aws_access_key_id="test", aws_secret_access_key="test")
+        baseline = client.converse(modelId=NOVA, messages=MESSAGES)
+        for instrumentor in (official, ours):
+            instrumentor.instrument(tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider)
+        try:
+            response = client.converse(modelId=NOVA, messages=MESSAGES)
+            events = list(client.converse_stream(modelId=NOVA, messages=MESSAGES)["stream"])
+        finally:
+            ours.uninstrument()
+            official.uninstrument()
+    assert response["output"] == baseline["output"] and len(events) == len(wire.converse_stream_events(cached=False))
+    scopes = sorted(s.instrumentation_scope.name for s in telemetry.spans())
+    assert scopes == ["opentelemetry.instrumentation.botocore.bedrock-runtime"] * 2 + ["otel_llm"] * 2
