@@ -177,8 +177,8 @@ def _error_type(exc: BaseException) -> str:
 
     For a code botocore models the two are the same (``ThrottlingException`` is raised as the class
     ``ThrottlingException``); they differ for codes it does not model (raised as ``ClientError``) and
-    for errors inside an event stream (``EventStreamError``, code ``modelStreamErrorException``: the
-    first letter is raised so the mid-stream name matches the request-time one).
+    for errors inside an event stream (``EventStreamError``, code ``modelStreamErrorException``:
+    upper-cased first, so a mid-stream ``throttlingException`` reads as the request-time one).
     """
     response = getattr(exc, "response", None)
     if isinstance(response, dict):
