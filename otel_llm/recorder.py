@@ -44,7 +44,26 @@ def report_internal_error(where: str) -> None:
                      where, traceback.format_exc().rstrip())
 
 
+# (exception class, namer): how an SDK whose one exception class covers many errors names them
+# (google-genai's APIError: its status, RESOURCE_EXHAUSTED, INVALID_ARGUMENT, ...). Set by instrumentors.
+_error_namers: list[tuple[type, Callable[[BaseException], Any]]] = []
+
+
+def register_error_type(cls: type, namer: Callable[[BaseException], Any]) -> None:
+    """``error.type`` of an exception of ``cls`` is ``namer(exc)`` when that is a non-empty string."""
+    if all(registered is not cls for registered, _ in _error_namers):
+        _error_namers.append((cls, namer))
+
+
 def error_type(exc: BaseException) -> str:
+    for cls, namer in _error_namers:
+        if isinstance(exc, cls):
+            try:
+                name = namer(exc)
+            except Exception:
+                name = None
+            if isinstance(name, str) and name:
+                return name
     return type(exc).__qualname__
 
 
@@ -76,6 +95,7 @@ class Recorder:
         name, unit, description = sc.METRIC_COST
         meter.create_observable_counter(name, callbacks=[self.cost.observe], unit=unit, description=description)
         self.prices = prices if prices is not None else PriceTable.from_env()
+        self.cache_creation_attribute = sc.attribute_names(sc.latest_opted_in())[sc.USAGE_CACHE_CREATION_INPUT_TOKENS]
         self.capture = capture if capture is not None else capture_mode_from_env()
         self.content_policy = content_policy
         if self.capture.enabled and content_policy is None:
@@ -106,6 +126,35 @@ class Recorder:
         for listeners in (self._listeners, self._start_listeners):
             if listener in listeners:
                 listeners.remove(listener)
+
+    def record_foreign(self, call: Any) -> None:
+        """A call another instrumentation recorded as a span (``otel_llm.foreign.ForeignCall``): its
+        cost goes on ``llm.client.cost`` and the listeners (gateway, summaries) see it. Never raises."""
+        try:
+            attributes: dict[str, AttributeValue] = {sc.OPERATION_NAME: call.operation, sc.PROVIDER_NAME: call.provider}
+            if call.request_model:
+                attributes[sc.REQUEST_MODEL] = call.request_model
+            if call.response_model:
+                attributes[sc.RESPONSE_MODEL] = self.response_models(call.response_model)
+            if call.server_address:
+                attributes[sc.SERVER_ADDRESS] = call.server_address
+                if call.server_port:
+                    attributes[sc.SERVER_PORT] = call.server_port
+            attributes = _bounded(self, attributes)
+            if call.input_tokens is not None or call.output_tokens is not None:
+                for model in dict.fromkeys((call.response_model, call.request_model)):
+                    call.cost = self.prices.cost(call.provider, model, call.input_tokens, call.output_tokens,
+                                                 call.cache_read_tokens, call.cache_creation_tokens)
+                    if call.cost is not None:
+                        self.cost.add(call.cost, attributes)
+                        break
+        except Exception:
+            report_internal_error("Recorder.record_foreign")
+        for listener in self._listeners:
+            try:
+                listener(call)
+            except Exception:
+                report_internal_error("recorder listener")
 
     def start_call(
         self,
@@ -456,7 +505,7 @@ class LLMCall:
         if self.cache_read_tokens is not None:
             usage[sc.USAGE_CACHE_READ_INPUT_TOKENS] = self.cache_read_tokens
         if self.cache_creation_tokens is not None:
-            usage[sc.USAGE_CACHE_CREATION_INPUT_TOKENS] = self.cache_creation_tokens
+            usage[recorder.cache_creation_attribute] = self.cache_creation_tokens
         if self.reasoning_tokens is not None:
             usage[sc.USAGE_REASONING_OUTPUT_TOKENS] = self.reasoning_tokens
         if self.input_tokens is not None or self.output_tokens is not None:

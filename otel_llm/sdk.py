@@ -346,6 +346,9 @@ def configure(
             meter_provider=meter_provider,
             logger_provider=logs.provider if logs is not None else None,  # opt-in content events
         )
+        from .foreign import install
+
+        install(tracer_provider, telemetry.recorder)  # other instrumentations' GenAI spans get a cost too
         telemetry.instrumentors = _instrument_all(telemetry.recorder)
     return telemetry
 
@@ -358,8 +361,13 @@ def _instrument_all(recorder: Any) -> list[Any]:
     for sdk_module, module, name in (
         ("openai", "otel_llm.instrumentation.openai", "OpenAIInstrumentor"),
         ("anthropic", "otel_llm.instrumentation.anthropic", "AnthropicInstrumentor"),
+        ("google.genai", "otel_llm.instrumentation.google_genai", "GoogleGenAIInstrumentor"),
+        ("botocore", "otel_llm.instrumentation.bedrock", "BedrockInstrumentor"),
     ):
-        if importlib.util.find_spec(sdk_module) is None:
+        try:
+            if importlib.util.find_spec(sdk_module) is None:
+                continue
+        except ModuleNotFoundError:  # "google" itself is missing
             continue
         instrumentor = getattr(importlib.import_module(module), name)()
         if not instrumentor.is_instrumented_by_opentelemetry:

@@ -1,10 +1,14 @@
 """Every telemetry name otel-llm emits, in one place.
 
 GenAI names follow the OpenTelemetry semantic conventions v1.41.0, the last
-release that carried them. Names outside ``gen_ai.*`` (cost, gateway) are our
+release that carried them; ``OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental``
+switches to the names merged changes renamed since (``LATEST_NAMES``). Names outside ``gen_ai.*`` (cost, gateway) are our
 own and live under ``llm.*`` so they can never collide with a future
 convention.
 """
+
+import os
+from collections.abc import Mapping
 
 SEMCONV_VERSION = "1.41.0"
 SCHEMA_URL = f"https://opentelemetry.io/schemas/{SEMCONV_VERSION}"
@@ -63,6 +67,30 @@ OPENAI_API_TYPE = "openai.api.type"
 OPENAI_REQUEST_SERVICE_TIER = "openai.request.service_tier"
 OPENAI_RESPONSE_SERVICE_TIER = "openai.response.service_tier"
 OPENAI_RESPONSE_SYSTEM_FINGERPRINT = "openai.response.system_fingerprint"
+
+# The conventions after v1.41.0 (open-telemetry/semantic-conventions-genai, no release yet): names a
+# merged change renamed, v1.41.0 name -> latest name. Only merged changes, never open proposals.
+# - cache_creation -> cache_write: semantic-conventions-genai#440 (merged; the official Python
+#   packages emit the new name, opentelemetry-python-genai#613).
+LATEST_NAMES = {
+    USAGE_CACHE_CREATION_INPUT_TOKENS: "gen_ai.usage.cache_write.input_tokens",
+}
+# The official packages' switch: OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental (comma-separated
+# with other domains' values) makes otel-llm emit the latest names too, so a fleet mixing ours and theirs
+# sees one name. Unset: v1.41.0.
+ENV_SEMCONV_STABILITY_OPT_IN = "OTEL_SEMCONV_STABILITY_OPT_IN"
+OPT_IN_GEN_AI_LATEST = "gen_ai_latest_experimental"
+
+
+def latest_opted_in(environ: Mapping[str, str] | None = None) -> bool:
+    raw = (os.environ if environ is None else environ).get(ENV_SEMCONV_STABILITY_OPT_IN, "")
+    return OPT_IN_GEN_AI_LATEST in {part.strip().lower() for part in raw.split(",")}
+
+
+def attribute_names(latest: bool) -> dict[str, str]:
+    """v1.41.0 name -> the name to emit: itself, or with ``latest`` the renamed one."""
+    return dict(LATEST_NAMES) if latest else {name: name for name in LATEST_NAMES}
+
 
 # Our own span attributes.
 COST_USD = "llm.cost.usd"
@@ -135,6 +163,7 @@ ENV_CONTENT_REDACT = "OTEL_LLM_CONTENT_REDACT"
 ENV_CONTENT_REDACT_REGEX = "OTEL_LLM_CONTENT_REDACT_REGEX"
 ENV_CONTENT_MAX_LENGTH = "OTEL_LLM_CONTENT_MAX_LENGTH"
 ENV_METRIC_MAX_VALUES = "OTEL_LLM_METRIC_MAX_VALUES"
+ENV_FOREIGN_SPANS = "OTEL_LLM_FOREIGN_SPANS"  # "false": other instrumentations' GenAI spans are not priced
 
 # --- Server side (otel_llm.server): services that serve an OpenAI- or Anthropic-compatible API ---
 # The conventions' model-server metrics (semantic-conventions-genai, docs/gen-ai/gen-ai-metrics.md).

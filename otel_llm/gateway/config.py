@@ -27,6 +27,10 @@ CLIENT_ERROR_TYPES = frozenset({
     "ContentTooLargeError",  # 413
     "PaymentRequiredError",  # 402: the account's fault
     "ClientClosedRequestError",  # 499
+    # google-genai (error.type is Google's status)
+    "INVALID_ARGUMENT", "FAILED_PRECONDITION", "UNAUTHENTICATED", "PERMISSION_DENIED", "NOT_FOUND",
+    # Bedrock (error.type is the AWS error code)
+    "ValidationException", "AccessDeniedException", "ResourceNotFoundException", "UnrecognizedClientException",
 })
 
 

@@ -6,8 +6,10 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from opentelemetry import trace
+
 from .. import semconv as sc
-from ..recorder import Recorder
+from ..recorder import Recorder, report_internal_error
 
 # Hosts whose provider is known; anything else keeps the instrumentor's default
 # (for the openai SDK that is "openai", as the semantic conventions advise) and
@@ -120,9 +122,20 @@ def get(obj: Any, name: str) -> Any:
 
 
 def recorder_from(kwargs: Mapping[str, Any]) -> Recorder:
-    """The recorder ``instrument(**kwargs)`` asked for: given, or built on the given providers."""
-    return kwargs.get("recorder") or Recorder(
-        tracer_provider=kwargs.get("tracer_provider"),
-        meter_provider=kwargs.get("meter_provider"),
-        logger_provider=kwargs.get("logger_provider"),
-    )
+    """The recorder ``instrument(**kwargs)`` asked for: given, or built on the given providers (as
+    under ``opentelemetry-instrument``; then the first one built also prices other instrumentations'
+    GenAI spans, see :mod:`otel_llm.foreign`)."""
+    recorder = kwargs.get("recorder")
+    if recorder is None:
+        recorder = Recorder(
+            tracer_provider=kwargs.get("tracer_provider"),
+            meter_provider=kwargs.get("meter_provider"),
+            logger_provider=kwargs.get("logger_provider"),
+        )
+        try:
+            from ..foreign import install
+
+            install(kwargs.get("tracer_provider") or trace.get_tracer_provider(), recorder)
+        except Exception:
+            report_internal_error("foreign span processor")
+    return recorder

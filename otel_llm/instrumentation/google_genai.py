@@ -35,7 +35,7 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type:
 from opentelemetry.instrumentation.utils import unwrap
 
 from .. import semconv as sc
-from ..recorder import LLMCall, Recorder, report_internal_error
+from ..recorder import LLMCall, Recorder, register_error_type, report_internal_error
 from ..streaming import AsyncStreamProxy, SyncStreamProxy
 from ._common import get, provider_for, provider_overrides_from_env, recorder_from
 
@@ -72,8 +72,11 @@ class GoogleGenAIInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         return ("google-genai >= 2.0, < 4",)
 
     def _instrument(self, **kwargs: Any) -> None:
-        from google.genai import models
+        from google.genai import errors, models
 
+        # one class per status family (ClientError: every 4xx): error.type is Google's status instead,
+        # RESOURCE_EXHAUSTED, INVALID_ARGUMENT, ..., so a 429 and a 400 are told apart
+        register_error_type(errors.APIError, lambda exc: getattr(exc, "status", None))
         self.recorder = recorder_from(kwargs)
         starter = _Starter(self.recorder, provider_overrides_from_env())
         for owner, method, kind in PATCHES:

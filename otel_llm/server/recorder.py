@@ -100,6 +100,7 @@ class ServerRecorder:
         self.response_models = ValueLimit(sc.RESPONSE_MODEL, limit)
         self.error_types = ValueLimit(sc.ERROR_TYPE, limit)
         self.servers = ValueLimit(sc.SERVER_ADDRESS, limit)  # (address, port) pairs
+        self.cache_creation_attribute = sc.attribute_names(sc.latest_opted_in())[sc.USAGE_CACHE_CREATION_INPUT_TOKENS]
         self._listeners: list[Any] = []
 
     def add_listener(self, listener: Any) -> None:
@@ -309,7 +310,7 @@ class ServerRequest:
                 (sc.USAGE_INPUT_TOKENS, response.input_tokens),
                 (sc.USAGE_OUTPUT_TOKENS, response.output_tokens),
                 (sc.USAGE_CACHE_READ_INPUT_TOKENS, response.cache_read_tokens),
-                (sc.USAGE_CACHE_CREATION_INPUT_TOKENS, response.cache_creation_tokens),
+                (self._recorder.cache_creation_attribute, response.cache_creation_tokens),
                 (sc.USAGE_REASONING_OUTPUT_TOKENS, response.reasoning_tokens),
             ):
                 if value is not None:
