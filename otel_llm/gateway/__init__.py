@@ -9,7 +9,7 @@ anomalies, calls in flight and streams, as OpenTelemetry metrics.
     gateway.breaker_state("openai", "open")              # or your own breaker, one line per change
     pool = gateway.key_pool("openai-prod", keys)         # key pools: ids only, never the keys
 
-Metric names, units and attributes: :mod:`otel_llm.gateway.names` (and the README's table).
+Metric names, units and attributes: :mod:`otel_llm.gateway.names` (and docs/telemetry.md).
 """
 
 from .config import CLIENT_ERROR_TYPES, GatewayConfig, GatewayConfigError

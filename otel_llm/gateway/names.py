@@ -1,6 +1,6 @@
 """Every gateway metric name, unit, attribute and well-known value in one place.
 
-Matches docs/naming.md and the README's metrics table (tests/test_gateway.py checks both).
+Matches docs/naming.md and docs/telemetry.md's metrics tables (tests/test_gateway.py and tests/test_docs.py check them).
 Metric attributes are low-cardinality by construction: providers, request models (capped per
 provider), pool groups and closed sets of values. Never a key, a user or a request id.
 """
@@ -148,7 +148,7 @@ ACTIVE_STREAMS = MetricSpec(
 )
 STREAMS = MetricSpec(
     "llm.client.streams", "counter", "{stream}",
-    "Finished streamed LLM calls by outcome (completed, failed).",
+    "Finished streamed LLM calls by outcome (completed, cancelled, failed).",
     (PROVIDER, STREAM_OUTCOME),
 )
 STREAM_OUTPUT_SPEED = MetricSpec(

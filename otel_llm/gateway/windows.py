@@ -1,7 +1,7 @@
 """Sliding windows over finished calls: provider health, per model availability, the anomaly detector.
 
 Plain data structures with an explicit ``now``: no clock, no locks, no OpenTelemetry (the gateway
-holds the lock and the clock). Every figure here is documented in the README ("Gateway metrics").
+holds the lock and the clock). Every figure here is documented in docs/gateway.md.
 """
 
 from __future__ import annotations
@@ -161,7 +161,7 @@ class Interval:
 
 
 class AnomalyDetector:
-    """The simple detector of the README, for one provider.
+    """The simple detector of docs/gateway.md, for one provider.
 
     Time is cut into intervals of ``anomaly_interval`` seconds. When an interval closes (the first call
     of a later interval arrives, or ``flush(now)`` is called after its end), it is compared with the
