@@ -91,9 +91,7 @@ class Recorder:
         self.time_per_output_chunk = _histogram(meter, sc.METRIC_TIME_PER_OUTPUT_CHUNK, sc.DURATION_BUCKETS)
         # Cost is summed here and reported by an observable counter: a dict update per call instead
         # of a synchronous record (the SDK's per-record cost is most of the instrumentation's).
-        self.cost = CostTotals()
-        name, unit, description = sc.METRIC_COST
-        meter.create_observable_counter(name, callbacks=[self.cost.observe], unit=unit, description=description)
+        self.cost = shared_tally(meter, sc.METRIC_COST, CostTotals, "counter")
         self.prices = prices if prices is not None else PriceTable.from_env()
         self.cache_creation_attribute = sc.attribute_names(sc.latest_opted_in())[sc.USAGE_CACHE_CREATION_INPUT_TOKENS]
         self.capture = capture if capture is not None else capture_mode_from_env()
@@ -175,6 +173,28 @@ class Recorder:
             except Exception:
                 report_internal_error("recorder start listener")
         return call
+
+
+# (meter, instrument name) -> the tally an observable instrument reports, with its meter
+_tallies: dict[tuple[int, str], tuple[Any, Any]] = {}
+_tallies_lock = threading.Lock()
+
+
+def shared_tally(meter: Any, spec: tuple[str, str, str], make: Callable[[], Any], kind: str) -> Any:
+    """The tally (``make()``, with an ``observe`` callback) behind the observable ``kind`` ("counter" or
+    "up_down") instrument ``spec`` of ``meter``, made and registered once per meter. The SDK keeps only
+    the first callback registered under a name: a second recorder on the same meter that registered
+    its own would never be reported, so every recorder on a meter adds to the one tally."""
+    name, unit, description = spec
+    key = (id(meter), name)
+    with _tallies_lock:
+        entry = _tallies.get(key)
+        if entry is None or entry[0] is not meter:
+            tally = make()
+            create = meter.create_observable_counter if kind == "counter" else meter.create_observable_up_down_counter
+            create(name, callbacks=[tally.observe], unit=unit, description=description)
+            entry = _tallies[key] = (meter, tally)
+        return entry[1]
 
 
 def _histogram(meter: Any, spec: tuple[str, str, str], buckets: Sequence[float]) -> Any:
@@ -622,15 +642,29 @@ def current_call() -> LLMCall | None:
     return otel_context.get_value(_CALL_KEY)  # type: ignore[return-value]
 
 
-_default_recorder: Recorder | None = None
+# (tracer, meter, logger provider) -> the recorder on them, with the providers (keeping their ids unique)
+_shared: dict[tuple[int, int, int], tuple[Any, Recorder]] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_recorder(tracer_provider: Any = None, meter_provider: Any = None, logger_provider: Any = None) -> Recorder:
+    """The one recorder on these providers (None: the global ones), made on first use. Instrumentors
+    not given a recorder share it: cost is an observable counter, and the SDK keeps only the first
+    callback registered for a name, so a second recorder's cost would never be reported."""
+    providers = (tracer_provider, meter_provider, logger_provider)
+    key = (id(tracer_provider), id(meter_provider), id(logger_provider))
+    with _shared_lock:
+        entry = _shared.get(key)
+        if entry is None or any(a is not b for a, b in zip(entry[0], providers)):
+            recorder = Recorder(tracer_provider=tracer_provider, meter_provider=meter_provider,
+                                logger_provider=logger_provider)
+            entry = _shared[key] = (providers, recorder)
+        return entry[1]
 
 
 def get_recorder() -> Recorder:
     """The process-wide recorder on the global tracer and meter providers."""
-    global _default_recorder
-    if _default_recorder is None:
-        _default_recorder = Recorder()
-    return _default_recorder
+    return shared_recorder()
 
 
 def llm_call(

@@ -206,3 +206,49 @@ def test_opentelemetry_instrument_picks_up_the_instrumentor(tmp_path, otlp_recei
         lambda r: {p["name"] for p in r.metrics()} >= {"gen_ai.client.token.usage", "gen_ai.client.operation.duration"}
     )
     assert "sk-app-secret-key-123456" not in otlp_receiver.dump()
+
+
+COST_APP = textwrap.dedent(
+    """
+    import sys, urllib.request, openai
+    client = openai.OpenAI(base_url=sys.argv[1], api_key="sk-app-secret-key-123456", max_retries=0)
+    for model in ("gpt-4o-mini", "gpt-4o"):
+        client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
+    text = urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[2]}/metrics", timeout=5).read().decode()
+    print("COST", sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                      if line.startswith("llm_client_cost_total{")))
+    """
+)
+
+
+def test_with_the_official_openai_instrumentation_active_too_cost_is_counted_once(tmp_path, otlp_receiver, upstream):
+    """Both openai instrumentations under ``opentelemetry-instrument``: two spans per call, one cost."""
+    app = tmp_path / "app.py"
+    app.write_text(COST_APP)
+    prometheus_port = free_port()
+    env = {
+        **os.environ,
+        "OTEL_SERVICE_NAME": "doubly-instrumented-app",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_receiver.grpc_endpoint,
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+        "OTEL_TRACES_EXPORTER": "otlp",
+        "OTEL_METRICS_EXPORTER": "prometheus",
+        "OTEL_LOGS_EXPORTER": "none",
+        "OTEL_EXPORTER_PROMETHEUS_HOST": "127.0.0.1",
+        "OTEL_EXPORTER_PROMETHEUS_PORT": str(prometheus_port),
+        "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "",
+    }
+    instrument = os.path.join(os.path.dirname(sys.executable), "opentelemetry-instrument")
+    result = subprocess.run([instrument, sys.executable, str(app), upstream.base_url, str(prometheus_port)],
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    spans = otlp_receiver.wait_for(lambda r: (lambda found: found if len(found) >= 4 else None)(
+        [s for s in r.spans() if s["resource"]["service.name"] == "doubly-instrumented-app"
+         and s["attributes"].get(sc.OPERATION_NAME) == "chat"]))
+    ours = [s for s in spans if s["scope"] == "otel_llm"]
+    theirs = [s for s in spans if s["scope"] != "otel_llm"]
+    assert len(ours) == 2 and len(theirs) == 2, [s["scope"] for s in spans]
+    assert all(s["attributes"].get(sc.USAGE_OUTPUT_TOKENS) for s in theirs)  # theirs could be priced: it is not
+    cost = float(result.stdout.split("COST", 1)[1].split()[0])
+    assert cost > 0, result.stderr[-3000:]
+    assert cost == pytest.approx(sum(s["attributes"][sc.COST_USD] for s in ours))

@@ -240,3 +240,28 @@ def test_cost_counter_is_exported_as_a_monotonic_sum(telemetry):
     assert metric.data.is_monotonic
     (point,) = metric.data.data_points
     assert point.value == pytest.approx(3.0)
+
+
+def test_two_recorders_on_one_meter_provider_both_report_cost(telemetry):
+    """The SDK keeps the first callback registered for an observable instrument's name: every recorder
+    on a meter adds to one tally, so the second recorder's cost is not lost (as it was, under
+    opentelemetry-instrument, for whichever SDK's instrumentor came second)."""
+    from otel_llm.pricing import Price, PriceTable
+
+    prices = PriceTable({("*", "m"): Price(input_per_mtok=1e6, output_per_mtok=0.0)}, use_library=False)
+    first, second = telemetry.recorder(prices=prices), telemetry.recorder(prices=prices)
+    for recorder, provider in ((first, "openai"), (second, "anthropic")):
+        with recorder.start_call("chat", provider, "m") as call:
+            call.set_usage(2, 0)
+    costs = {p.attributes[sc.PROVIDER_NAME]: p.value for p in telemetry.points(sc.METRIC_COST[0])}
+    assert costs == {"openai": 2.0, "anthropic": 2.0}
+
+
+def test_instrumentors_without_a_recorder_share_one_per_providers(telemetry):
+    from otel_llm.instrumentation._common import recorder_from
+
+    kwargs = {"tracer_provider": telemetry.tracer_provider, "meter_provider": telemetry.meter_provider}
+    assert recorder_from(kwargs) is recorder_from(dict(kwargs))
+    other = type(telemetry)()
+    assert recorder_from({"tracer_provider": other.tracer_provider, "meter_provider": other.meter_provider}) \
+        is not recorder_from(kwargs)

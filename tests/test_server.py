@@ -856,3 +856,19 @@ def test_server_addresses_beyond_the_limit_fold_into_other(telemetry: Any) -> No
     seen = [(p.attributes.get(sc.SERVER_ADDRESS), p.attributes.get(sc.SERVER_PORT), p.count)
             for p in telemetry.points(sc.METRIC_SERVER_REQUEST_DURATION[0])]
     assert sorted(seen, key=str) == sorted([("a", 1, 2), ("b", 1, 1), ("_OTHER", None, 1)], key=str)
+
+
+def test_two_server_recorders_on_one_meter_provider_both_count(telemetry: Any) -> None:
+    """Two apps in one process, each wrapped with its own middleware: both apps' requests in flight
+    and streams are reported (the observable instruments' tallies are shared per meter)."""
+    from otel_llm.server._routes import route_table
+
+    route = route_table(["/v1"])["/v1/chat/completions"]
+    recorders = [ServerRecorder(tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider)
+                 for _ in range(2)]
+    requests = [recorder.start(route, "POST", [(b"host", b"app%d:80" % i)]) for i, recorder in enumerate(recorders)]
+    in_flight = {p.attributes[sc.SERVER_ADDRESS]: p.value
+                 for p in telemetry.points(sc.METRIC_SERVER_ACTIVE_REQUESTS[0])}
+    assert in_flight == {"app0": 1, "app1": 1}
+    for request in requests:
+        request.finish("completed")

@@ -9,7 +9,7 @@ from typing import Any
 from opentelemetry import trace
 
 from .. import semconv as sc
-from ..recorder import Recorder, report_internal_error
+from ..recorder import Recorder, report_internal_error, shared_recorder
 
 # Hosts whose provider is known; anything else keeps the instrumentor's default
 # (for the openai SDK that is "openai", as the semantic conventions advise) and
@@ -122,16 +122,13 @@ def get(obj: Any, name: str) -> Any:
 
 
 def recorder_from(kwargs: Mapping[str, Any]) -> Recorder:
-    """The recorder ``instrument(**kwargs)`` asked for: given, or built on the given providers (as
-    under ``opentelemetry-instrument``; then the first one built also prices other instrumentations'
-    GenAI spans, see :mod:`otel_llm.foreign`)."""
+    """The recorder ``instrument(**kwargs)`` asked for: given, or the one shared by every instrumentor
+    on the given providers (as under ``opentelemetry-instrument``), which also prices other
+    instrumentations' GenAI spans (:mod:`otel_llm.foreign`)."""
     recorder = kwargs.get("recorder")
     if recorder is None:
-        recorder = Recorder(
-            tracer_provider=kwargs.get("tracer_provider"),
-            meter_provider=kwargs.get("meter_provider"),
-            logger_provider=kwargs.get("logger_provider"),
-        )
+        recorder = shared_recorder(kwargs.get("tracer_provider"), kwargs.get("meter_provider"),
+                                   kwargs.get("logger_provider"))
         try:
             from ..foreign import install
 

@@ -21,7 +21,9 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
 
 from .. import semconv as sc
 from ..pricing import PriceTable
-from ..recorder import OTHER_VALUE, CostTotals, ValueLimit, _max_metric_values_from_env, report_internal_error
+from ..recorder import (
+    OTHER_VALUE, CostTotals, ValueLimit, _max_metric_values_from_env, report_internal_error, shared_tally,
+)
 from ..version import __version__
 
 # Outcomes of a served request.
@@ -81,19 +83,11 @@ class ServerRecorder:
         self.time_per_output_token = _histogram(meter, sc.METRIC_SERVER_TIME_PER_OUTPUT_TOKEN,
                                                 sc.SERVER_TPOT_BUCKETS)
         self.token_usage = _histogram(meter, sc.METRIC_SERVER_TOKEN_USAGE, sc.TOKEN_BUCKETS)
-        self.active_requests = _Counts()
-        self.active_streams = _Counts()
-        self.streams = _Counts()
-        self.cost = CostTotals()
-        for spec, counts, kind in (
-            (sc.METRIC_SERVER_ACTIVE_REQUESTS, self.active_requests, "up_down"),
-            (sc.METRIC_SERVER_ACTIVE_STREAMS, self.active_streams, "up_down"),
-            (sc.METRIC_SERVER_STREAMS, self.streams, "counter"),
-            (sc.METRIC_SERVER_COST, self.cost, "counter"),
-        ):
-            name, unit, description = spec
-            create = meter.create_observable_up_down_counter if kind == "up_down" else meter.create_observable_counter
-            create(name, callbacks=[counts.observe], unit=unit, description=description)
+        # shared by every ServerRecorder on this meter (two apps in one process): see shared_tally
+        self.active_requests = shared_tally(meter, sc.METRIC_SERVER_ACTIVE_REQUESTS, _Counts, "up_down")
+        self.active_streams = shared_tally(meter, sc.METRIC_SERVER_ACTIVE_STREAMS, _Counts, "up_down")
+        self.streams = shared_tally(meter, sc.METRIC_SERVER_STREAMS, _Counts, "counter")
+        self.cost = shared_tally(meter, sc.METRIC_SERVER_COST, CostTotals, "counter")
         self.prices = prices if prices is not None else PriceTable.from_env()
         limit = max_metric_values if max_metric_values is not None else _max_metric_values_from_env()
         self.request_models = ValueLimit(sc.REQUEST_MODEL, limit)
