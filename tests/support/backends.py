@@ -566,13 +566,17 @@ class NetNamespace:
     """A network (and mount) namespace with only a loopback interface, held open by a sleeping process.
 
     ``addresses``: extra IPv6 addresses for its loopback (e.g. ``fd00::1``); ``hosts``: the content of its
-    private /etc/hosts (bind-mounted inside the namespace only). ``run(command)`` starts a process inside.
+    private /etc/hosts (bind-mounted inside the namespace only); ``setup``: shell commands run inside before it
+    is up, e.g. mounts only its processes see (its mount propagation is private: nothing reaches the host).
+    ``popen(command)`` starts a process inside.
     """
 
-    def __init__(self, name: str, *, addresses: Sequence[str] = (), hosts: str | None = None) -> None:
+    def __init__(self, name: str, *, addresses: Sequence[str] = (), hosts: str | None = None,
+                 setup: Sequence[str] = ()) -> None:
         self.name = name
         self.addresses = list(addresses)
         self.hosts = hosts
+        self.setup = list(setup)
         self._holder: subprocess.Popen[bytes] | None = None
         self._tmp: Path | None = None
 
@@ -594,9 +598,11 @@ class NetNamespace:
             hosts = self._tmp / "hosts"
             hosts.write_text(self.hosts)
             script.append(f"mount --bind {hosts} /etc/hosts")
+        script += self.setup
         ready = self._tmp / "ready"
         script += [f"touch {ready}", "exec sleep 100000"]
-        self._holder = subprocess.Popen(["unshare", "--net", "--mount", "sh", "-ec", "; ".join(script)],
+        self._holder = subprocess.Popen(["unshare", "--net", "--mount", "--propagation", "private", "sh", "-ec",
+                                         "; ".join(script)],
                                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 10
         while not ready.exists():
