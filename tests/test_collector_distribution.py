@@ -3,7 +3,10 @@
 The distribution holds exactly the component types that the shipped collector configs
 name (plus a small allowance for looking at data by hand), every collector module is
 at one release, and the real binary's `validate` accepts every shipped config as it
-is, with only the endpoint environment variables set.
+is, with only the endpoint environment variables set. No config names a type by a
+deprecated alias, and every shipped config, started unmodified, logs no "is deprecated"
+line: `validate` says nothing about aliases (the warning comes when the service builds
+its pipelines), so a future deprecation fails here only because the collector runs.
 
 The binary comes from $OTELCOL_LLM_BIN (what .ci/run builds) or from build.sh (cached
 by a hash of the module's sources, so this costs seconds once built). Without `go`
@@ -16,11 +19,16 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
+import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import yaml
+
+from tests.support.backends import NetNamespace, Relay, netns_supported
+from tests.support.kube_api import KubeAPI
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO / "collector-config"
@@ -85,6 +93,26 @@ def missing_components(configs: list[tuple[str, dict]], available: dict[str, set
         for kind, types in named_types(config).items():
             missing += [f"{name}: {kind} {t!r}" for t in sorted(types) if canonical(kind, t, aliases) not in available.get(kind, set())]
     return missing
+
+
+def deprecated_names(configs: list[tuple[str, dict]], aliases: dict[str, dict[str, str]]) -> list[str]:
+    """One line per component id a config names by a deprecated alias, with the current name to use."""
+    found = []
+    for name, config in configs:
+        for kind in KINDS:
+            for cid in config.get(kind) or {}:
+                current = (aliases.get(kind) or {}).get(component_type(cid))
+                if current:
+                    found.append(f"{name}: {kind} {cid!r} -> {current!r}")
+    return found
+
+
+# What the collector logs for a deprecated alias (service/internal/builders), or any other deprecation.
+DEPRECATION = re.compile(r"^.*\bis deprecated\b.*$", re.M | re.I)
+
+
+def deprecation_lines(log: str) -> list[str]:
+    return DEPRECATION.findall(log)
 
 
 def unused_components(configs: list[tuple[str, dict]], available: dict[str, set[str]], aliases: dict[str, dict[str, str]]) -> list[str]:
@@ -178,6 +206,23 @@ def test_a_component_no_config_uses_is_named() -> None:
     assert unused_components([("x.yaml", config)], available, {"exporters": {"otlp": "otlp_grpc"}}) == ["exporters 'kafka'"]
 
 
+def test_a_config_naming_a_deprecated_alias_is_named() -> None:
+    config = {"processors": {"k8sattributes": {}, "batch": {}}, "connectors": {"spanmetrics/llm": {}}, "exporters": {"otlp_grpc/tempo": {}}}
+    aliases = {"processors": {"k8sattributes": "k8s_attributes"}, "connectors": {"spanmetrics": "span_metrics"}, "exporters": {"otlp": "otlp_grpc"}}
+    assert deprecated_names([("x.yaml", config)], aliases) == [
+        "x.yaml: processors 'k8sattributes' -> 'k8s_attributes'", "x.yaml: connectors 'spanmetrics/llm' -> 'span_metrics'"]
+    assert deprecated_names([("x.yaml", {"processors": {"k8s_attributes": {}}})], aliases) == []
+
+
+def test_a_deprecation_warning_in_a_log_is_found() -> None:
+    log = ('2026-11-29T20:29:24.607Z\tinfo\tservice@v0.161.0/service.go:233\tStarting otelcol-llm...\n'
+           '2026-11-29T20:29:24.607Z\twarn\tbuilders/builders.go:40\t"k8sattributes" alias is deprecated; '
+           'use "k8s_attributes" instead\t{"resource": {}}\n'
+           '2026-11-29T20:29:24.700Z\tinfo\tservice@v0.161.0/service.go:259\tEverything is ready.\n')
+    assert deprecation_lines(log) == [log.splitlines()[1]]
+    assert deprecation_lines(log.replace("is deprecated", "is current")) == []
+
+
 def test_endpoints_are_set_to_loopback_in_the_form_of_their_default() -> None:
     assert loopback_value("MIMIR_OTLP_ENDPOINT", "http://mimir:9009/otlp") == "http://127.0.0.1:9009/otlp"
     assert loopback_value("LOKI_OTLP_ENDPOINT", "http://loki-gateway/otlp") == "http://127.0.0.1/otlp"
@@ -241,6 +286,12 @@ def test_every_component_a_config_names_is_in_the_distribution(components: dict,
 def test_the_distribution_has_nothing_the_configs_do_not_use(components: dict, aliases: dict) -> None:
     unused = unused_components(all_configs(), available_types(components), aliases)
     assert not unused, "otelcol-llm holds components no shipped config names (remove them from components.go or add to ALLOWANCE):\n" + "\n".join(unused)
+
+
+@pytest.mark.slow
+def test_no_config_names_a_component_by_a_deprecated_alias(aliases: dict) -> None:
+    found = deprecated_names(all_configs(), aliases)
+    assert not found, "configs name deprecated component types (the collector warns at start; use the current names):\n" + "\n".join(found)
 
 
 @pytest.mark.slow
@@ -310,3 +361,82 @@ def test_validate_names_a_component_the_distribution_lacks(otelcol_llm: Path, tm
     run = run_collector(otelcol_llm, "validate", f"--config={bad}", env=endpoint_environment(CONFIG_DIR / "otelcol.yaml"))
     assert run.returncode != 0
     assert "filter" in run.stderr, run.stderr
+
+
+SERVICE_ACCOUNT = "/run/secrets/kubernetes.io/serviceaccount"  # /var/run is a symlink to /run
+
+
+def started_log(binary: Path, path: Path, aliases: dict[str, dict[str, str]], timeout: float = 60.0) -> str:
+    """Runs the config at `path` until the collector logs "Everything is ready", then stops it; returns its log.
+
+    It runs in a network namespace of its own, where the configs' fixed ports (4317, 4318, 13133, 8888) are
+    free. A config with k8s_attributes gets what a pod gets (tests/test_pipeline_gateway.py does the same):
+    KUBERNETES_SERVICE_HOST/PORT of a fake API (tests/support/kube_api.py, no pods) and the service-account
+    files, on a tmpfs over /run in its mount namespace only. Endpoints point at loopback, where nothing
+    answers: exporters start anyway."""
+    why = netns_supported()
+    if why:
+        pytest.skip(f"the shipped configs bind fixed ports, so each starts in a network namespace: {why}")
+    config = yaml.safe_load(path.read_text())
+    needs_kube = any(canonical("processors", t, aliases) == "k8s_attributes" for t in named_types(config)["processors"])
+    tmp = Path(tempfile.mkdtemp(prefix="otel-llm-start-"))
+    env = {key: os.environ[key] for key in ("PATH", "HOME") if key in os.environ}
+    env |= endpoint_environment(path)
+    kube, relay, setup = None, None, []
+    if needs_kube:
+        kube = KubeAPI([]).start()
+        account = kube.service_account(tmp / "serviceaccount", namespace="otel")
+        setup = ["mount -t tmpfs tmpfs /run", f"mkdir -p {SERVICE_ACCOUNT}",
+                 f"cp {account}/token {account}/ca.crt {account}/namespace {SERVICE_ACCOUNT}/"]
+        env |= {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": str(kube.port)}
+    log = tmp / "otelcol.log"
+    try:
+        with NetNamespace("start", setup=setup) as namespace:
+            if kube is not None:
+                relay = Relay(namespace.net, ("127.0.0.1", kube.port), None, ("127.0.0.1", kube.port)).start()
+            with open(log, "wb") as out:
+                process = namespace.popen([str(binary), f"--config={path}"], env=env, cwd=tmp, stdout=out,
+                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            try:
+                deadline = time.monotonic() + timeout
+                while "Everything is ready" not in log.read_text(errors="replace"):
+                    if process.poll() is not None or time.monotonic() > deadline:
+                        pytest.fail(f"{path.name}: collector not ready (exit code {process.poll()}):\n"
+                                    f"{log.read_text(errors='replace')[-4000:]}")
+                    time.sleep(0.2)
+            finally:
+                process.terminate()
+                try:
+                    process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+        return log.read_text(errors="replace")
+    finally:
+        if relay is not None:
+            relay.stop()
+        if kube is not None:
+            kube.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", SHIPPED_CONFIGS, ids=lambda p: p.name)
+def test_the_shipped_config_starts_and_logs_no_deprecation(otelcol_llm: Path, aliases: dict, path: Path) -> None:
+    if path.name in KNOWN_BROKEN:
+        pytest.skip(f"{path.name} does not load: {KNOWN_BROKEN[path.name][1]}")
+    log = started_log(otelcol_llm, path, aliases)
+    found = deprecation_lines(log)
+    assert not found, f"{path.relative_to(REPO)} started with deprecation warnings:\n" + "\n".join(found)
+
+
+@pytest.mark.slow
+def test_a_config_naming_a_deprecated_alias_starts_with_a_warning(otelcol_llm: Path, aliases: dict, tmp_path: Path) -> None:
+    """The check above can fail: otelcol.yaml with its connector under the old name spanmetrics logs the warning."""
+    assert aliases["connectors"].get("spanmetrics") == "span_metrics", aliases
+    text = (CONFIG_DIR / "otelcol.yaml").read_text()
+    assert re.search(r"\bspan_metrics\b", text)
+    old = tmp_path / "otelcol.yaml"
+    old.write_text(re.sub(r"\bspan_metrics\b", "spanmetrics", text))
+    found = deprecation_lines(started_log(otelcol_llm, old, aliases))
+    assert found and all('"spanmetrics" alias is deprecated; use "span_metrics" instead' in line for line in found), found

@@ -25,17 +25,24 @@ LOADBALANCER = CONFIG / "gateway" / "otelcol-loadbalancer.yaml"
 SAMPLER = CONFIG / "gateway" / "otelcol-sampler.yaml"
 COLLECTOR_CONFIGS = [SINGLE, AGENT, LOADBALANCER, SAMPLER]
 
-# Component types of otelcol-contrib >= 0.144 that these configs may use. The old
-# exporter names `otlp`/`otlphttp` (renamed in 0.144), and the removed `logging`
-# and `loki` exporters, are deliberately absent.
+# Component types of otelcol-contrib 0.161 (the release the tests run) that these configs
+# may use, by their current names (each module's metadata.yaml `type`). The names renamed
+# in 0.144 (exporters `otlp`/`otlphttp`) and later (`resourcedetection`, `k8sattributes`, `loadbalancing`,
+# `prometheusremotewrite`, `spanmetrics`: 0.158 already has the new names) still load as deprecated aliases
+# with a warning; they, the removed `logging` and `loki` exporters and the removed
+# spanmetrics processor are deliberately absent.
 CURRENT_COMPONENTS = {
     "receivers": {"otlp", "prometheus"},
-    "processors": {"memory_limiter", "resourcedetection", "resource", "transform", "tail_sampling", "batch", "k8sattributes", "attributes", "filter"},
-    "exporters": {"otlp_grpc", "otlp_http", "loadbalancing", "prometheusremotewrite", "debug"},
-    "connectors": {"spanmetrics", "forward", "servicegraph"},
+    "processors": {"memory_limiter", "resource_detection", "resource", "transform", "tail_sampling", "batch", "k8s_attributes", "attributes", "filter"},
+    "exporters": {"otlp_grpc", "otlp_http", "load_balancing", "prometheus_remote_write", "debug"},
+    "connectors": {"span_metrics", "forward"},
     "extensions": {"health_check", "pprof", "zpages"},
 }
-DEPRECATED = {"exporters": {"otlp", "otlphttp", "logging", "loki"}, "processors": {"spanmetrics"}}
+DEPRECATED = {
+    "exporters": {"otlp", "otlphttp", "logging", "loki", "loadbalancing", "prometheusremotewrite"},
+    "processors": {"spanmetrics", "resourcedetection", "k8sattributes"},
+    "connectors": {"spanmetrics"},
+}
 CONTENT_ATTRIBUTES = {"gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.system_instructions"}
 
 
@@ -141,16 +148,16 @@ def test_tail_sampling_keeps_errors_slow_llm_traces_and_a_share_of_the_rest() ->
 def test_span_metrics_are_taken_before_sampling_with_gen_ai_dimensions() -> None:
     for path in (SINGLE, LOADBALANCER):
         config = load(path)
-        dimensions = [d["name"] for d in config["connectors"]["spanmetrics"]["dimensions"]]
+        dimensions = [d["name"] for d in config["connectors"]["span_metrics"]["dimensions"]]
         assert {"gen_ai.provider.name", "gen_ai.request.model"} <= set(dimensions)
         pipelines = config["service"]["pipelines"]
         for name, pipeline in pipelines.items():
-            if "spanmetrics" in pipeline["exporters"]:
-                assert "tail_sampling" not in pipeline.get("processors", []), f"{path.name}: {name} samples before spanmetrics"
-                assert all(kind(r) == "otlp" for r in pipeline["receivers"]), f"{path.name}: spanmetrics must see spans as received"
-            if "spanmetrics" in pipeline["receivers"]:
+            if "span_metrics" in pipeline["exporters"]:
+                assert "tail_sampling" not in pipeline.get("processors", []), f"{path.name}: {name} samples before span_metrics"
+                assert all(kind(r) == "otlp" for r in pipeline["receivers"]), f"{path.name}: span_metrics must see spans as received"
+            if "span_metrics" in pipeline["receivers"]:
                 assert kind(name) == "metrics"
-    assert load(LOADBALANCER)["connectors"]["spanmetrics"] == load(SINGLE)["connectors"]["spanmetrics"]
+    assert load(LOADBALANCER)["connectors"]["span_metrics"] == load(SINGLE)["connectors"]["span_metrics"]
     assert "tail_sampling" not in load(LOADBALANCER).get("processors", {})
 
 
@@ -182,11 +189,11 @@ def test_self_scrape_job_is_the_one_the_alerts_select() -> None:
 
 def test_gateway_routes_traces_by_trace_id_to_the_sampler_tier() -> None:
     config = load(LOADBALANCER)
-    loadbalancing = config["exporters"]["loadbalancing"]
-    assert loadbalancing["routing_key"] == "traceID"
-    assert loadbalancing["resolver"]["dns"]["port"] == "4317"  # a string in contrib 0.161 (validate rejects an int)
+    load_balancing = config["exporters"]["load_balancing"]
+    assert load_balancing["routing_key"] == "traceID"
+    assert load_balancing["resolver"]["dns"]["port"] == "4317"  # a string in contrib 0.161 (validate rejects an int)
     assert int(load(SAMPLER)["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"].rsplit(":")[-1]) == 4317
-    assert config["service"]["pipelines"]["traces"]["exporters"] == ["spanmetrics", "loadbalancing"]
+    assert config["service"]["pipelines"]["traces"]["exporters"] == ["span_metrics", "load_balancing"]
     agent_exporter = load(AGENT)["exporters"]["otlp_grpc/gateway"]["endpoint"]
     assert agent_exporter.endswith(":4317}")
 

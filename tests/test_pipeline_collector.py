@@ -58,7 +58,7 @@ PORTS_LOCK = Path(tempfile.gettempdir()) / "otel-llm-collector-fixed-ports.lock"
 SAMPLED_SHARE = 0.10  # tail_sampling's probabilistic policy: sampling_percentage 10
 CALLS_PER_SERVICE = 150
 ERROR_SHARE = 0.2
-WAIT = 90.0  # decision_wait 10s, batch 5s, spanmetrics flush 15s, self-scrape every 15s
+WAIT = 90.0  # decision_wait 10s, batch 5s, span_metrics flush 15s, self-scrape every 15s
 
 
 def _collector_binary() -> str:
@@ -462,7 +462,7 @@ def test_spanmetrics_latency_exemplars_carry_trace_ids_that_jaeger_returns(pipel
     trace_ids = {e["labels"]["trace_id"] for s in found for e in s["exemplars"]}
     assert trace_ids
     for trace_id in trace_ids:
-        _wait(f"trace {trace_id} of a spanmetrics exemplar", lambda t=trace_id: pipeline.jaeger.trace(t), pipeline)
+        _wait(f"trace {trace_id} of a span_metrics exemplar", lambda t=trace_id: pipeline.jaeger.trace(t), pipeline)
 
 
 # ------------------------------------------------------------------------------------------ logs

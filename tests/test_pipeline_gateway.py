@@ -1,13 +1,13 @@
 """The shipped gateway tier, unmodified: agent -> load balancer -> two tail samplers, by our collector distribution.
 
-    traffic --OTLP--> agent (gateway/otelcol-agent.yaml): k8sattributes from a fake Kubernetes API, environment,
+    traffic --OTLP--> agent (gateway/otelcol-agent.yaml): k8s_attributes from a fake Kubernetes API, environment,
       message content removed --otlp_grpc/gateway--> load balancer (gateway/otelcol-loadbalancer.yaml):
-      spanmetrics, routing by trace id --loadbalancing, DNS name of the samplers--> sampler 1 / sampler 2
+      span_metrics, routing by trace id --load_balancing, DNS name of the samplers--> sampler 1 / sampler 2
       (gateway/otelcol-sampler.yaml) --otlp_grpc/tempo--> Jaeger 1 / Jaeger 2 (one trace store per sampler:
       where a trace landed shows)
-    metrics (load balancer's spanmetrics and app metrics, samplers' own) --> Prometheus 3 with suffixes
+    metrics (load balancer's span_metrics and app metrics, samplers' own) --> Prometheus 3 with suffixes
 
-The agent is a DaemonSet config: its k8sattributes processor (passthrough: false, auth_type serviceAccount) asks
+The agent is a DaemonSet config: its k8s_attributes processor (passthrough: false, auth_type serviceAccount) asks
 the Kubernetes API for the pods and matches a pod's status.podIP to the OTLP client's address. Here the API is
 tests/support/kube_api.py (HTTPS with a throwaway CA, a bearer token), and the agent gets what Kubernetes gives
 a pod: KUBERNETES_SERVICE_HOST/PORT, and the service-account files at /var/run/secrets/kubernetes.io/serviceaccount
@@ -253,7 +253,7 @@ def gateway() -> Iterator[Gateway]:
 
             result = Gateway(prom, [jaeger_1, jaeger_2], logs, kube, f"http://127.0.0.1:{entry_grpc}",
                              f"http://127.0.0.1:{entry_http}", f"http://127.0.0.1:{agent_metrics}/metrics", tmp)
-            # k8sattributes starts without waiting for its informer (wait_for_metadata: false): send once the
+            # k8s_attributes starts without waiting for its informer (wait_for_metadata: false): send once the
             # agent has added the pod, in each of its three pipelines (a processor instance each)
             _wait("the agent adds the pod the Kubernetes API lists",
                   lambda: result.agent_metric("otelcol_k8s_watcher_pod_added") >= 3, result, timeout=30)
@@ -355,7 +355,7 @@ def test_the_check_canary_is_kept_by_whichever_sampler_gets_it(gateway: Gateway)
 def test_spanmetrics_on_the_load_balancer_count_every_span(gateway: Gateway) -> None:
     sent = gateway.summary["sent"]
     calls = f'sum(traces_span_metrics_calls_total{{job="{gateway.service}"}})'
-    _wait(f"spanmetrics count {sent} calls", lambda: (r := gateway.prom.query(calls)) and float(r[0]["value"][1]) == sent,
+    _wait(f"span_metrics count {sent} calls", lambda: (r := gateway.prom.query(calls)) and float(r[0]["value"][1]) == sent,
           gateway)
     errors = gateway.prom.query_value(
         f'sum(traces_span_metrics_calls_total{{job="{gateway.service}", status_code="STATUS_CODE_ERROR"}})')
@@ -378,7 +378,7 @@ def _traces(gateway: Gateway, service: str) -> list[dict[str, Any]]:
 
 
 def test_the_agent_reads_the_pods_from_the_kubernetes_api(gateway: Gateway) -> None:
-    """The agent became ready with k8sattributes on: it found the API by KUBERNETES_SERVICE_HOST/PORT, trusted its
+    """The agent became ready with k8s_attributes on: it found the API by KUBERNETES_SERVICE_HOST/PORT, trusted its
     certificate by the service account's ca.crt, sent its token (else 401), and asked for nothing the fake does not
     serve (else 404). With the shipped extract.metadata it watches pods only (k8s.deployment.name comes from the
     ReplicaSet name and the pod-template-hash label), by client-go's WatchList (initial events, then a bookmark)."""
