@@ -34,7 +34,7 @@ INFERENCE_OPERATIONS = frozenset({sc.OP_CHAT, sc.OP_TEXT_COMPLETION, sc.OP_GENER
 _LEGACY_PROVIDER = "gen_ai.system"
 _LEGACY_INPUT_TOKENS = "gen_ai.usage.prompt_tokens"
 _LEGACY_OUTPUT_TOKENS = "gen_ai.usage.completion_tokens"
-_MAX_TRACKED = 10_000  # inference spans in flight tracked for nesting; beyond that, not deduplicated
+_MAX_TRACKED = 10_000  # inference spans in flight tracked for nesting; beyond that the table starts over
 
 
 def _int(value: Any) -> int | None:
@@ -104,8 +104,9 @@ class ForeignSpans(SpanProcessor):  # type: ignore[misc]
             span_id = span.context.span_id
             parent_id = span.parent.span_id if span.parent is not None else None
             with self._lock:
-                if len(self._in_flight) >= _MAX_TRACKED:
-                    return
+                if len(self._in_flight) >= _MAX_TRACKED:  # spans that never end (leaked by their makers)
+                    self._in_flight.clear()
+                    self._skip.clear()
                 self._in_flight[span_id] = ours
                 parent_ours = self._in_flight.get(parent_id) if parent_id is not None else None
                 if parent_ours is True and not ours:

@@ -160,3 +160,19 @@ def test_our_errors_never_reach_the_span_pipeline(setup: Any, telemetry: Any, mo
     result = setup.client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     assert result.usage.completion_tokens > 0
     assert len([s for s in telemetry.spans() if s.attributes.get(sc.OPERATION_NAME) == "chat"]) == 1
+
+
+def test_spans_that_never_end_do_not_stop_the_deduplication(setup: Any, telemetry: Any,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Some instrumentations leak the span of a stream their caller abandoned: the table of spans in
+    flight starts over when full instead of refusing new ones."""
+    import otel_llm.foreign as foreign
+
+    monkeypatch.setattr(foreign, "_MAX_TRACKED", 5)
+    tracer = telemetry.tracer_provider.get_tracer("leaky.instrumentation")
+    for _ in range(7):  # started, never ended
+        tracer.start_span("chat gpt-4o-mini", attributes={sc.OPERATION_NAME: "chat", sc.PROVIDER_NAME: "openai"})
+    setup.ours()
+    results = _calls(setup)
+    assert _cost(telemetry) == pytest.approx(_expected_cost(results))
+    assert setup.processor.skipped == 2
