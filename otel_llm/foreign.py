@@ -26,7 +26,7 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.trace import StatusCode
 
 from . import semconv as sc
-from .recorder import OTHER_VALUE, Recorder, report_internal_error
+from .recorder import OTHER_VALUE, Recorder, current_call, report_internal_error
 
 INFERENCE_OPERATIONS = frozenset({sc.OP_CHAT, sc.OP_TEXT_COMPLETION, sc.OP_GENERATE_CONTENT, sc.OP_EMBEDDINGS})
 # Names instrumentations emitted before the conventions settled (gen_ai.system until v1.37,
@@ -88,36 +88,46 @@ class ForeignSpans(SpanProcessor):  # type: ignore[misc]
 
     def __init__(self, recorder: Recorder) -> None:
         self.recorder = recorder
-        self._lock = threading.Lock()
-        self._in_flight: dict[int, bool] = {}  # span id -> ours, for inference spans not yet ended
-        self._skip: set[int] = set()  # foreign span ids another span of the same call stands for
+        # Other instrumentations' inference spans not yet ended, and those another span of the same
+        # call stands for. Single set operations, atomic under the GIL: no lock on this per-span path.
+        self._in_flight: set[int] = set()
+        self._skip: set[int] = set()
         self.counted = 0
         self.skipped = 0
 
     def on_start(self, span: Any, parent_context: Any = None) -> None:
         try:
+            parent = span.parent
+            scope = span.instrumentation_scope
+            if scope is not None and scope.name == sc.INSTRUMENTATION_SCOPE:  # ours: recorded by the recorder
+                if parent is not None and parent.span_id in self._in_flight:
+                    self._skip.add(parent.span_id)  # another instrumentation's span around our call
+                return
             attributes = span.attributes
             if not attributes or attributes.get(sc.OPERATION_NAME) not in INFERENCE_OPERATIONS:
                 return
-            scope = span.instrumentation_scope
-            ours = scope is not None and scope.name == sc.INSTRUMENTATION_SCOPE
+            in_flight = self._in_flight
+            if len(in_flight) >= _MAX_TRACKED:  # spans that never end (leaked by their makers)
+                in_flight.clear()
+                self._skip.clear()
             span_id = span.context.span_id
-            parent_id = span.parent.span_id if span.parent is not None else None
-            with self._lock:
-                if len(self._in_flight) >= _MAX_TRACKED:  # spans that never end (leaked by their makers)
-                    self._in_flight.clear()
-                    self._skip.clear()
-                self._in_flight[span_id] = ours
-                parent_ours = self._in_flight.get(parent_id) if parent_id is not None else None
-                if parent_ours is True and not ours:
-                    self._skip.add(span_id)  # inside our call: the same call, ours counts
-                elif parent_ours is False:
-                    self._skip.add(parent_id)  # around another inference span: the inner one counts
+            in_flight.add(span_id)
+            if parent is None:
+                return
+            if parent.span_id in in_flight:
+                self._skip.add(parent.span_id)  # around another inference span: the inner one counts
+                return
+            call = current_call()
+            if call is not None and call.span.get_span_context().span_id == parent.span_id:
+                self._skip.add(span_id)  # inside our call: the same call, ours counts
         except Exception:
             report_internal_error("ForeignSpans.on_start")
 
     def on_end(self, span: ReadableSpan) -> None:
         try:
+            scope = span.instrumentation_scope
+            if scope is not None and scope.name == sc.INSTRUMENTATION_SCOPE:
+                return
             attributes = span.attributes
             if not attributes:
                 return
@@ -125,14 +135,9 @@ class ForeignSpans(SpanProcessor):  # type: ignore[misc]
             if operation not in INFERENCE_OPERATIONS:
                 return
             span_id = span.context.span_id
-            with self._lock:
-                ours = self._in_flight.pop(span_id, None)
-                skipped = span_id in self._skip
+            self._in_flight.discard(span_id)
+            if span_id in self._skip:
                 self._skip.discard(span_id)
-            scope = span.instrumentation_scope
-            if ours or (scope is not None and scope.name == sc.INSTRUMENTATION_SCOPE):
-                return
-            if skipped:
                 self.skipped += 1
                 return
             provider = attributes.get(sc.PROVIDER_NAME) or attributes.get(_LEGACY_PROVIDER)

@@ -176,3 +176,18 @@ def test_spans_that_never_end_do_not_stop_the_deduplication(setup: Any, telemetr
     results = _calls(setup)
     assert _cost(telemetry) == pytest.approx(_expected_cost(results))
     assert setup.processor.skipped == 2
+
+
+def test_a_span_another_instrumentation_makes_inside_our_call_is_not_counted_again(setup: Any,
+                                                                                  telemetry: Any) -> None:
+    """The other order of nesting (theirs inside ours: two wrappers on one method, ours outermost)."""
+    tracer = telemetry.tracer_provider.get_tracer("inner.instrumentation")
+    usage = {sc.OPERATION_NAME: "chat", sc.PROVIDER_NAME: "openai", sc.REQUEST_MODEL: "gpt-4o-mini",
+             sc.USAGE_INPUT_TOKENS: 100, sc.USAGE_OUTPUT_TOKENS: 10}
+    with setup.recorder.start_call("chat", "openai", "gpt-4o-mini") as call:
+        with tracer.start_as_current_span("chat gpt-4o-mini", attributes=usage):
+            pass
+        call.set_usage(100, 10)
+    assert _cost(telemetry) == pytest.approx((100 * 1000 + 10 * 4000) / 1e6)
+    assert (setup.processor.counted, setup.processor.skipped) == (0, 1)
+    assert _health(setup) == (1, 0)
