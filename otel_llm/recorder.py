@@ -13,6 +13,7 @@ import os
 import threading
 import time
 import traceback
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -175,8 +176,9 @@ class Recorder:
         return call
 
 
-# (meter, instrument name) -> the tally an observable instrument reports, with its meter
-_tallies: dict[tuple[int, str], tuple[Any, Any]] = {}
+# meter -> {instrument name: the tally its observable instrument reports}; weak, so a meter (and its
+# provider) that is dropped is not kept alive here
+_tallies: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
 _tallies_lock = threading.Lock()
 
 
@@ -186,15 +188,14 @@ def shared_tally(meter: Any, spec: tuple[str, str, str], make: Callable[[], Any]
     the first callback registered under a name: a second recorder on the same meter that registered
     its own would never be reported, so every recorder on a meter adds to the one tally."""
     name, unit, description = spec
-    key = (id(meter), name)
     with _tallies_lock:
-        entry = _tallies.get(key)
-        if entry is None or entry[0] is not meter:
-            tally = make()
+        tallies = _tallies.setdefault(meter, {})
+        tally = tallies.get(name)
+        if tally is None:
+            tally = tallies[name] = make()
             create = meter.create_observable_counter if kind == "counter" else meter.create_observable_up_down_counter
             create(name, callbacks=[tally.observe], unit=unit, description=description)
-            entry = _tallies[key] = (meter, tally)
-        return entry[1]
+        return tally
 
 
 def _histogram(meter: Any, spec: tuple[str, str, str], buckets: Sequence[float]) -> Any:
