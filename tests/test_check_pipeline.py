@@ -26,7 +26,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
@@ -39,6 +38,7 @@ import pytest
 from tests.support.backends import SUFFIXES, Jaeger, OTLPFanout, Prometheus3
 from tests.support.faults import free_port
 from tests.support.otlp_receiver import OTLPReceiver
+from tests.support.processes import wait_until
 from tests.test_pipeline_collector import (
     CONFIG,
     FIXED_PORTS,
@@ -88,19 +88,8 @@ class CheckPipeline:
 
 
 def _wait(what: str, probe: Callable[[], Any], pipeline: Pipeline, timeout: float = WAIT) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        try:
-            last = probe()
-            if last:
-                return last
-        except OSError as error:
-            last = error
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"{what}: nothing within {timeout}s (last: {last!r})\n"
-                                 f"fan-out failures: {pipeline.fanout.failures[-3:]}\n--- collector ---\n{pipeline.log()}")
-        time.sleep(0.5)
+    return wait_until(what, probe, timeout, lambda: f"fan-out failures: {pipeline.fanout.failures[-3:]}\n"
+                                                    f"--- collector ---\n{pipeline.log()}")
 
 
 def _clean_env() -> dict[str, str]:

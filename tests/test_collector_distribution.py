@@ -20,7 +20,6 @@ import re
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -29,6 +28,7 @@ import yaml
 
 from tests.support.backends import NetNamespace, Relay, netns_supported
 from tests.support.kube_api import KubeAPI
+from tests.support.processes import stop, wait_collector_ready
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO / "collector-config"
@@ -398,19 +398,9 @@ def started_log(binary: Path, path: Path, aliases: dict[str, dict[str, str]], ti
                 process = namespace.popen([str(binary), f"--config={path}"], env=env, cwd=tmp, stdout=out,
                                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
             try:
-                deadline = time.monotonic() + timeout
-                while "Everything is ready" not in log.read_text(errors="replace"):
-                    if process.poll() is not None or time.monotonic() > deadline:
-                        pytest.fail(f"{path.name}: collector not ready (exit code {process.poll()}):\n"
-                                    f"{log.read_text(errors='replace')[-4000:]}")
-                    time.sleep(0.2)
+                wait_collector_ready(log, process, timeout)
             finally:
-                process.terminate()
-                try:
-                    process.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+                stop(process)
         return log.read_text(errors="replace")
     finally:
         if relay is not None:

@@ -48,6 +48,7 @@ from tests.support.backends import (
 )
 from tests.support.faults import free_port
 from tests.support.otlp_receiver import OTLPReceiver
+from tests.support.processes import stop, wait_collector_ready, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -128,17 +129,7 @@ class Pipeline:
 
     def stop_collector(self, kill: bool = False) -> None:
         collector, self.collector = self.collector, None
-        if collector is None or collector.poll() is not None:
-            return
-        if kill:
-            collector.kill()
-        else:
-            collector.terminate()
-        try:
-            collector.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            collector.kill()
-            collector.wait()
+        stop(collector, kill=kill)
 
     def both(self) -> list[tuple[str, Prometheus3]]:
         return [("suffixes", self.suffixes), ("plain", self.plain)]
@@ -146,19 +137,8 @@ class Pipeline:
 
 def _wait(what: str, probe: Callable[[], Any], pipeline: Pipeline, timeout: float = WAIT) -> Any:
     """Poll ``probe`` until it returns something truthy; fail with the collector's log."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        try:
-            last = probe()
-            if last:
-                return last
-        except (urllib.error.URLError, OSError, AssertionError) as error:
-            last = error
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"{what}: nothing within {timeout}s (last: {last!r})\n"
-                                 f"fan-out failures: {pipeline.fanout.failures[-3:]}\n--- collector log ---\n{pipeline.log()}")
-        time.sleep(0.5)
+    return wait_until(what, probe, timeout, lambda: f"fan-out failures: {pipeline.fanout.failures[-3:]}\n"
+                                                    f"--- collector log ---\n{pipeline.log()}")
 
 
 def _traffic(service: str, endpoint: str, protocol: str, seed: int, extra_env: dict[str, str],
@@ -561,19 +541,10 @@ def _collector_in_netns(env: dict[str, str], host_ports: list[int]) -> Iterator[
                 process = namespace.popen([binary, f"--config={CONFIG}"], env={**base, **env}, cwd=tmp, stdout=out,
                                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
             try:
-                deadline = time.monotonic() + 60
-                while "Everything is ready" not in log.read_text(errors="replace"):
-                    if process.poll() is not None or time.monotonic() > deadline:
-                        pytest.fail(f"collector in a namespace not ready:\n{log.read_text(errors='replace')[-3000:]}")
-                    time.sleep(0.2)
+                wait_collector_ready(log, process)
                 yield f"http://127.0.0.1:{entry}", log
             finally:
-                process.terminate()
-                try:
-                    process.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+                stop(process)
     finally:
         for relay in relays:
             relay.stop()

@@ -50,6 +50,7 @@ from tests.dashboard_queries import (
 from tests.support.backends import NO_SUFFIXES, SUFFIXES, Jaeger, OTLPFanout, Prometheus3
 from tests.support.faults import free_port
 from tests.support.otlp_receiver import OTLPReceiver
+from tests.support.processes import stop
 from tests.test_pipeline_collector import (
     CONFIG,
     FIXED_PORTS,
@@ -133,13 +134,7 @@ def dashboards() -> Iterator[DashboardPipeline]:
                         env=demo_env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
                 yield DashboardPipeline(pipeline, demo, demo_log, service, time.monotonic())
             finally:
-                if demo is not None and demo.poll() is None:
-                    demo.terminate()
-                    try:
-                        demo.wait(timeout=20)
-                    except subprocess.TimeoutExpired:
-                        demo.kill()
-                        demo.wait()
+                stop(demo)
                 pipeline.stop_collector()
                 shutil.rmtree(tmp, ignore_errors=True)
 

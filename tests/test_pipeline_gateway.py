@@ -49,6 +49,7 @@ from tests.support.backends import (
 from tests.support.faults import free_port
 from tests.support.kube_api import KubeAPI, pod, replicaset
 from tests.support.otlp_receiver import OTLPReceiver
+from tests.support.processes import stop, wait_collector_ready, wait_until
 from tests.test_pipeline_collector import _canaries, _collector_binary, _traffic
 
 pytestmark = pytest.mark.slow
@@ -111,27 +112,7 @@ class Gateway:
 
 
 def _wait(what: str, probe: Callable[[], Any], gateway: Gateway, timeout: float = WAIT) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        try:
-            last = probe()
-            if last:
-                return last
-        except (OSError, AssertionError) as error:
-            last = error
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"{what}: nothing within {timeout}s (last: {last!r})\n{gateway.log()}")
-        time.sleep(0.5)
-
-
-def _wait_ready(log: Path, process: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while "Everything is ready" not in (log.read_text(errors="replace") if log.exists() else ""):
-        if process.poll() is not None or time.monotonic() > deadline:
-            pytest.fail(f"{log.name}: collector not ready (exit code {process.poll()}):\n"
-                        f"{log.read_text(errors='replace')[-4000:]}")
-        time.sleep(0.2)
+    return wait_until(what, probe, timeout, gateway.log)
 
 
 def _cross_service_traces(endpoint: str, run: str, count: int) -> list[str]:
@@ -249,7 +230,7 @@ def gateway() -> Iterator[Gateway]:
                                                      env={**base_env, **envs[name]}, cwd=tmp, stdout=out,
                                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
                 processes.append(process)
-                _wait_ready(log, process)
+                wait_collector_ready(log, process)
 
             result = Gateway(prom, [jaeger_1, jaeger_2], logs, kube, f"http://127.0.0.1:{entry_grpc}",
                              f"http://127.0.0.1:{entry_http}", f"http://127.0.0.1:{agent_metrics}/metrics", tmp)
@@ -272,13 +253,7 @@ def gateway() -> Iterator[Gateway]:
             yield result
         finally:
             for process in reversed(processes):
-                if process.poll() is None:
-                    process.terminate()
-                    try:
-                        process.wait(timeout=20)
-                    except subprocess.TimeoutExpired:
-                        process.kill()
-                        process.wait()
+                stop(process)
             for item in relays:
                 item.stop()
             for namespace in namespaces.values():
