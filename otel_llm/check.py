@@ -153,6 +153,17 @@ class _Answer:
         return text if len(text) <= limit else text[:limit] + "..."
 
 
+@dataclass(frozen=True)
+class SearchResult:
+    """How a trace store's search for the canary went: ``how`` it searched, what to say when found."""
+
+    how: str
+    found_words: str
+    found: bool
+    attempts: int
+    waited: float
+
+
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args: Any, **kwargs: Any) -> None:
         return None  # a redirect is an answer worth reporting (HTTP -> HTTPS rules)
@@ -595,32 +606,13 @@ class Checker:
                     "multi-tenant Tempo: give --header 'X-Scope-OrgID: <tenant>'" if answer.status == 401 else None)
             return Step(name, FAIL, f"Tempo answers {answer.status} to the search: {answer.text(200)}", queries,
                         hint=hint, data=data)
-        by_id_url = f"{base}/api/traces/{trace_id}"
-        queries.append(self.http.curl(by_id_url))
-        by_id = self.http.get(by_id_url)
-        spans = _tempo_trace_spans(by_id) if by_id.status == 200 else []
-        llm = [s for s in spans if "gen_ai.provider.name" in s["attributes"]]
-        data["spans"] = [s["name"] for s in spans]
-        if not found:
-            waited_words = f"not found by TraceQL within {waited:.0f}s ({attempts} searches)"
-            if llm:
-                return Step(name, FAIL, f"the canary trace is stored (by id) but {waited_words}", queries,
-                            hint="TraceQL does not see gen_ai.* span attributes: is an attributes processor in the "
-                                 "collector dropping or renaming them, or is search over recent data off?", data=data)
-            if by_id.status == 200 and spans:
-                return Step(name, FAIL, f"{waited_words}; the trace is stored without its gen_ai span", queries,
-                            details=[f"spans: {', '.join(data['spans'])}"], data=data,
-                            hint="the LLM span was dropped between the collector and Tempo (a filter processor?)")
-            return Step(name, FAIL, f"the canary trace {trace_id} is not in Tempo: {waited_words}", queries,
-                        hint=f"{_TAIL_SAMPLING_HINT}. Tempo's receivers listen on localhost unless "
-                             "endpoint: 0.0.0.0:4317 is set; or allow more time (--wait)", data=data)
-        details = [f"found by TraceQL after {waited:.0f}s ({attempts} searches)"]
-        if llm:
-            details.append(_llm_span_summary(llm[0]))
-            return Step(name, PASS, f"canary trace {trace_id} found by TraceQL on gen_ai.* attributes", queries,
-                        details=details, data=data)
-        return Step(name, WARN, f"canary trace {trace_id} found by search, but fetching it by id answered "
-                                f"{by_id.status}", queries, details=details, data=data)
+        search = SearchResult("TraceQL", "found by TraceQL on gen_ai.* attributes", found, attempts, waited)
+        return self._trace_verdict(name, f"{base}/api/traces/{trace_id}", _tempo_trace_spans, search, queries, data,
+                                   "Tempo", "Tempo", unsearchable_hint="TraceQL does not see gen_ai.* span attributes: is an "
+                                   "attributes processor in the collector dropping or renaming them, or is search "
+                                   "over recent data off?",
+                                   missing_hint=f"{_TAIL_SAMPLING_HINT}. Tempo's receivers listen on localhost unless "
+                                   "endpoint: 0.0.0.0:4317 is set; or allow more time (--wait)")
 
     # -- 8. Jaeger ----------------------------------------------------------------------------
 
@@ -645,8 +637,8 @@ class Checker:
         found, answer, attempts, waited = self._poll(lambda: self.http.get(url, params),
                                                      lambda a: _jaeger_search_hit(a, trace_id))
         data: dict[str, Any] = {"trace_id": trace_id, "tags": tags, "attempts": attempts}
-        api_hint = (f"--jaeger-url is Jaeger's query service (the UI's address, port 16686 by default; with "
-                    f"--query.base-path, include that path), not its OTLP receiver (4317/4318)")
+        api_hint = ("--jaeger-url is Jaeger's query service (the UI's address, port 16686 by default; with "
+                    "--query.base-path, include that path), not its OTLP receiver (4317/4318)")
         if answer.status is None:
             return Step(name, FAIL, f"Jaeger at {shown} does not answer: {answer.error}", queries, hint=api_hint,
                         data=data)
@@ -660,34 +652,43 @@ class Checker:
         if _jaeger_traces(answer) is None:
             return Step(name, FAIL, f"{shown} answers the search, but not with Jaeger's JSON: {answer.text(80)!r}",
                         queries, hint=api_hint, data=data)
-        by_id_url = f"{base}/api/traces/{trace_id}"
+        search = SearchResult("a search on gen_ai.* tags", "found in Jaeger by gen_ai.* tags", found, attempts, waited)
+        return self._trace_verdict(
+            name, f"{base}/api/traces/{trace_id}", _jaeger_trace_spans, search, queries, data, "Jaeger", f"Jaeger at {shown}",
+            unsearchable_hint="the search does not see the gen_ai.* span attributes: is an attributes processor in "
+                              "the collector dropping or renaming them? Is the service name "
+                              f"{options.service_name!r} right (--service-name)?",
+            missing_hint="does the collector's traces pipeline export to this Jaeger (otlp_grpc to its port 4317, or "
+                         "otlp_http to 4318)? With Tempo's exporter pointed elsewhere, Jaeger never gets the canary. "
+                         f"{_TAIL_SAMPLING_HINT[0].upper()}{_TAIL_SAMPLING_HINT[1:]}; or allow more time (--wait)")
+
+    def _trace_verdict(self, name: str, by_id_url: str, trace_spans: Callable[[Any], list[dict[str, Any]]],
+                       search: SearchResult, queries: list[str], data: dict[str, Any], backend: str, store: str,
+                       *, unsearchable_hint: str, missing_hint: str) -> Step:
+        """The trace store's step once its search has run: the canary trace fetched by id tells a trace
+        stored but not searchable, stored without its LLM span, or missing."""
+        trace_id = data["trace_id"]
         queries.append(self.http.curl(by_id_url))
         by_id = self.http.get(by_id_url)
-        spans = _jaeger_trace_spans(by_id) if by_id.status == 200 else []
+        spans = trace_spans(by_id) if by_id.status == 200 else []
         llm = [s for s in spans if "gen_ai.provider.name" in s["attributes"]]
         data["spans"] = [s["name"] for s in spans]
-        if not found:
-            waited_words = f"not found by a search on gen_ai.* tags within {waited:.0f}s ({attempts} searches)"
+        if not search.found:
+            waited_words = f"not found by {search.how} within {search.waited:.0f}s ({search.attempts} searches)"
             if llm:
                 return Step(name, FAIL, f"the canary trace is stored (by id) but {waited_words}", queries,
-                            hint="the search does not see the gen_ai.* span attributes: is an attributes processor "
-                                 "in the collector dropping or renaming them? Is the service name "
-                                 f"{options.service_name!r} right (--service-name)?", data=data)
+                            hint=unsearchable_hint, data=data)
             if by_id.status == 200 and spans:
                 return Step(name, FAIL, f"{waited_words}; the trace is stored without its gen_ai span", queries,
                             details=[f"spans: {', '.join(data['spans'])}"], data=data,
-                            hint="the LLM span was dropped between the collector and Jaeger (a filter processor?)")
-            return Step(name, FAIL, f"the canary trace {trace_id} is not in Jaeger at {shown}: {waited_words}",
-                        queries,
-                        hint=f"does the collector's traces pipeline export to this Jaeger (otlp_grpc to its port "
-                             f"4317, or otlp_http to 4318)? With Tempo's exporter pointed elsewhere, Jaeger never "
-                             f"gets the canary. {_TAIL_SAMPLING_HINT[0].upper()}{_TAIL_SAMPLING_HINT[1:]}; or allow more "
-                             "time (--wait)", data=data)
-        details = [f"found by a search on gen_ai.* tags after {waited:.0f}s ({attempts} searches)"]
+                            hint=f"the LLM span was dropped between the collector and {backend} (a filter processor?)")
+            return Step(name, FAIL, f"the canary trace {trace_id} is not in {store}: {waited_words}", queries,
+                        hint=missing_hint, data=data)
+        details = [f"found by {search.how} after {search.waited:.0f}s ({search.attempts} searches)"]
         if llm:
             details.append(_llm_span_summary(llm[0]))
-            return Step(name, PASS, f"canary trace {trace_id} found in Jaeger by gen_ai.* tags", queries,
-                        details=details, data=data)
+            return Step(name, PASS, f"canary trace {trace_id} {search.found_words}", queries, details=details,
+                        data=data)
         return Step(name, WARN, f"canary trace {trace_id} found by search, but fetching it by id answered "
                                 f"{by_id.status}", queries, details=details, data=data)
 
