@@ -48,7 +48,7 @@ class ForeignCall:
         "operation", "provider", "request_model", "response_model", "stream", "input_tokens", "output_tokens",
         "cache_read_tokens", "cache_creation_tokens", "reasoning_tokens", "cost", "duration",
         "time_to_first_chunk", "error_type", "cancelled", "response_headers", "context", "server_address",
-        "server_port", "scope",
+        "server_port",
     )
 
     def __init__(self, span: ReadableSpan, attributes: Mapping[str, Any], operation: str, provider: str) -> None:
@@ -79,7 +79,6 @@ class ForeignCall:
         address, port = attributes.get(sc.SERVER_ADDRESS), attributes.get(sc.SERVER_PORT)
         self.server_address = address if isinstance(address, str) else None
         self.server_port = _int(port)
-        self.scope = span.instrumentation_scope.name if span.instrumentation_scope is not None else None
 
 
 class ForeignSpans(SpanProcessor):  # type: ignore[misc]

@@ -173,13 +173,14 @@ APP = textwrap.dedent(
 )
 
 
-def test_opentelemetry_instrument_picks_up_the_instrumentor(tmp_path, otlp_receiver, upstream):
+def _run_instrumented(tmp_path, app_source, upstream, otlp_receiver, service, **env):
+    """``opentelemetry-instrument python app.py BASE_URL PROMETHEUS_PORT`` with OTLP to the receiver."""
     app = tmp_path / "app.py"
-    app.write_text(APP)
+    app.write_text(app_source)
     prometheus_port = free_port()
     env = {
         **os.environ,
-        "OTEL_SERVICE_NAME": "instrumented-app",
+        "OTEL_SERVICE_NAME": service,
         "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_receiver.grpc_endpoint,
         "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
         "OTEL_TRACES_EXPORTER": "otlp",
@@ -187,14 +188,17 @@ def test_opentelemetry_instrument_picks_up_the_instrumentor(tmp_path, otlp_recei
         "OTEL_LOGS_EXPORTER": "none",
         "OTEL_EXPORTER_PROMETHEUS_HOST": "127.0.0.1",
         "OTEL_EXPORTER_PROMETHEUS_PORT": str(prometheus_port),
-        # the official instrumentation is installed too (for the benchmark): ours must coexist with it
-        "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "openai",
+        **env,
     }
     instrument = os.path.join(os.path.dirname(sys.executable), "opentelemetry-instrument")
-    result = subprocess.run(
-        [instrument, sys.executable, str(app), upstream.base_url, str(prometheus_port)],
-        env=env, capture_output=True, text=True, timeout=60,
-    )
+    return subprocess.run([instrument, sys.executable, str(app), upstream.base_url, str(prometheus_port)],
+                          env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_opentelemetry_instrument_picks_up_the_instrumentor(tmp_path, otlp_receiver, upstream):
+    # the official instrumentation is installed too (for the benchmark): ours must coexist with it
+    result = _run_instrumented(tmp_path, APP, upstream, otlp_receiver, "instrumented-app",
+                               OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="openai")
     assert result.returncode == 0, result.stderr
     assert "PROMETHEUS_HAS_TOKENS True" in result.stdout
     assert "PROMETHEUS_HAS_DURATION True" in result.stdout
@@ -223,24 +227,8 @@ COST_APP = textwrap.dedent(
 
 def test_with_the_official_openai_instrumentation_active_too_cost_is_counted_once(tmp_path, otlp_receiver, upstream):
     """Both openai instrumentations under ``opentelemetry-instrument``: two spans per call, one cost."""
-    app = tmp_path / "app.py"
-    app.write_text(COST_APP)
-    prometheus_port = free_port()
-    env = {
-        **os.environ,
-        "OTEL_SERVICE_NAME": "doubly-instrumented-app",
-        "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_receiver.grpc_endpoint,
-        "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
-        "OTEL_TRACES_EXPORTER": "otlp",
-        "OTEL_METRICS_EXPORTER": "prometheus",
-        "OTEL_LOGS_EXPORTER": "none",
-        "OTEL_EXPORTER_PROMETHEUS_HOST": "127.0.0.1",
-        "OTEL_EXPORTER_PROMETHEUS_PORT": str(prometheus_port),
-        "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "",
-    }
-    instrument = os.path.join(os.path.dirname(sys.executable), "opentelemetry-instrument")
-    result = subprocess.run([instrument, sys.executable, str(app), upstream.base_url, str(prometheus_port)],
-                            env=env, capture_output=True, text=True, timeout=60)
+    result = _run_instrumented(tmp_path, COST_APP, upstream, otlp_receiver, "doubly-instrumented-app",
+                               OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="")
     assert result.returncode == 0, result.stderr
     spans = otlp_receiver.wait_for(lambda r: (lambda found: found if len(found) >= 4 else None)(
         [s for s in r.spans() if s["resource"]["service.name"] == "doubly-instrumented-app"
